@@ -1,0 +1,14 @@
+"""pixelcnn: PixelCNN-family autoregressive image models with exact likelihoods.
+
+    model = pixelcnn.create("pixelcnn", image_shape=(1, 28, 28), levels=256)
+    model.log_prob(x)        # x uint8 [B, C, H, W] -> [B] nats
+    model.sample(16)         # -> uint8 [16, C, H, W]
+    model.save("run"); pixelcnn.load("run")
+"""
+
+from pixelcnn.model import DensityModel, ModelConfig, create, load
+from pixelcnn.quantize import Quantizer
+
+__version__ = "0.1.0"
+
+__all__ = ["DensityModel", "ModelConfig", "Quantizer", "create", "load", "__version__"]

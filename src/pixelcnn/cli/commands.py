@@ -1,0 +1,170 @@
+"""What each ``pixelcnn`` sub-command does: thin calls into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import pixelcnn
+from pixelcnn.data import load_dataset, resize_images
+from pixelcnn.evaluate import evaluate
+from pixelcnn.pictures import save_image_grid
+from pixelcnn.train import TrainOptions, train
+from pixelcnn.train.run_dir import (
+    SAMPLES_FILE,
+    prepare_new_run,
+    read_run_args,
+    write_run_args,
+)
+
+# Arguments stored in train_args.json that decide what a run is; --resume reuses them.
+RUN_ARGUMENTS = (
+    "model",
+    "preset",
+    "hp",
+    "levels",
+    "data",
+    "data_dir",
+    "size",
+    "batch_size",
+    "lr",
+    "lr_schedule",
+    "grad_clip",
+    "seed",
+    "eval_every",
+    "eval_images",
+    "checkpoint_every",
+    "keep_checkpoints",
+)
+
+
+def load_images(name: str, split: str, data_dir: str | None, size: int | None) -> torch.Tensor:
+    """uint8 images [N, C, H, W] of a dataset split, optionally resized to size x size."""
+    dataset = load_dataset(name, split=split, root=data_dir)
+    images = dataset.images
+    if size:
+        images = resize_images(images, size)
+    return torch.from_numpy(images)
+
+
+def parse_hyperparameters(pairs: list[str]) -> dict[str, Any]:
+    """``["hidden_channels=32", ...]`` -> {"hidden_channels": 32, ...} (values read as JSON)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--hp takes KEY=VALUE, got {pair!r}")
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return values
+
+
+def run_train(args: argparse.Namespace) -> None:
+    run_dir = Path(args.out)
+    if args.resume:
+        stored = read_run_args(run_dir)
+        for name in RUN_ARGUMENTS:
+            if name in stored:
+                setattr(args, name, stored[name])
+        args.steps = max(args.steps or 0, stored.get("steps", 0))
+    else:
+        prepare_new_run(run_dir, force=args.force)
+    if args.steps is None:
+        args.steps = 2000
+
+    train_images = load_images(args.data, "train", args.data_dir, args.size)
+    test_images = load_images(args.data, "test", args.data_dir, args.size)
+    torch.manual_seed(args.seed)
+    model = pixelcnn.create(
+        args.model,
+        image_shape=tuple(train_images.shape[1:]),
+        levels=args.levels,
+        preset=args.preset,
+        **parse_hyperparameters(args.hp),
+    )
+    if torch.cuda.is_available():
+        model.to("cuda")
+    train_images, test_images = model.quantize(train_images), model.quantize(test_images)
+    options = TrainOptions(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        lr_schedule=args.lr_schedule,
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        eval_images=args.eval_images,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        progress=not args.quiet,
+    )
+    options.check()
+    write_run_args(run_dir, {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")})
+    parameters = sum(p.numel() for p in model.parameters())
+    print(
+        f"training {args.model} ({parameters:,} parameters) on {args.data}: "
+        f"{len(train_images)} train / {len(test_images)} test images of shape "
+        f"{list(train_images.shape[1:])}, {args.levels} levels, {args.steps} steps"
+    )
+    train(model, train_images, test_images, options, run_dir, resume=args.resume)
+
+    if args.samples:
+        generator = torch.Generator(device=model.device).manual_seed(args.seed)
+        images = model.sample(args.samples, generator=generator, progress=not args.quiet)
+        print(f"samples: {save_image_grid(images, run_dir / SAMPLES_FILE)}")
+    result = evaluate(model, test_images, progress=not args.quiet)
+    print(
+        f"test bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
+        f"({result.count} {args.data} test images, {args.levels} levels)"
+    )
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    model = pixelcnn.load(args.run)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    generator = torch.Generator(device=model.device).manual_seed(args.seed)
+    images = model.sample(
+        args.n, temperature=args.temperature, generator=generator, progress=not args.quiet
+    )
+    out = Path(args.out) if args.out else Path(args.run) / SAMPLES_FILE
+    print(f"samples: {save_image_grid(images, out, columns=args.columns)}")
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    model = pixelcnn.load(args.run)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    stored: dict[str, Any] = {}
+    if args.data is None or args.size is None:
+        try:
+            stored = read_run_args(Path(args.run))
+        except FileNotFoundError:
+            stored = {}
+    data = args.data or stored.get("data")
+    if data is None:
+        raise ValueError("name the data to evaluate on with --data")
+    data_dir = args.data_dir if args.data else (args.data_dir or stored.get("data_dir"))
+    size = args.size if args.size is not None else stored.get("size")
+    images = load_images(data, args.split, data_dir, size)
+    if args.limit:
+        images = images[: args.limit]
+    if tuple(images.shape[1:]) != tuple(model.image_shape):
+        raise ValueError(
+            f"{data} images have shape {list(images.shape[1:])} but the model takes "
+            f"{list(model.image_shape)} (use --size)"
+        )
+    result = evaluate(model, model.quantize(images), args.batch_size, progress=not args.quiet)
+    if args.json:
+        print(json.dumps({"data": data, "split": args.split, **result.as_dict()}))
+    else:
+        print(
+            f"bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
+            f"({result.count} {data} {args.split} images, {model.levels} levels)"
+        )

@@ -1,0 +1,100 @@
+"""The ``pixelcnn`` command: argument parsing, dispatch, and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pixelcnn.models import NETWORKS, PRESETS
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixelcnn",
+        description="Train, sample and evaluate PixelCNN-family image models (exact likelihoods).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model into a run directory")
+    train.add_argument("--model", default="pixelcnn", choices=sorted(NETWORKS))
+    presets = sorted({p for model in PRESETS.values() for p in model})
+    train.add_argument("--preset", default=None, choices=presets, help="hyperparameter set")
+    train.add_argument(
+        "--hp", action="append", default=[], metavar="KEY=VALUE", help="set a hyperparameter"
+    )
+    train.add_argument("--levels", type=int, default=256, help="colour levels L (2..256)")
+    train.add_argument(
+        "--data", default="mnist5k", help="dataset name or path to an .npz file / image folder"
+    )
+    train.add_argument("--data-dir", default=None, help="where the dataset's files are")
+    train.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
+    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000)")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    train.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
+    train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--eval-every", type=int, default=500, help="steps between test evals")
+    train.add_argument("--eval-images", type=int, default=500, help="test images per eval (0: all)")
+    train.add_argument("--checkpoint-every", type=int, default=500)
+    train.add_argument("--keep-checkpoints", type=int, default=3)
+    train.add_argument("--samples", type=int, default=16, help="images to sample at the end")
+    train.add_argument("--out", default="runs/pixelcnn", help="run directory")
+    again = train.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in --out")
+    again.add_argument("--force", action="store_true", help="replace the run in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sample = commands.add_parser("sample", help="write a PNG grid of samples from a run")
+    sample.add_argument("run", help="run directory (or saved model directory)")
+    sample.add_argument("--n", type=int, default=16, help="number of images")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--columns", type=int, default=None)
+    sample.add_argument("--out", default=None, help="PNG path (default RUN/samples.png)")
+    sample.add_argument("--quiet", action="store_true")
+
+    evaluate = commands.add_parser("eval", help="exact bits/dim and nats/image on a dataset")
+    evaluate.add_argument("run", help="run directory (or saved model directory)")
+    evaluate.add_argument("--data", default=None, help="dataset (default: the run's)")
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--split", default="test", choices=["train", "test"])
+    evaluate.add_argument("--size", type=int, default=None)
+    evaluate.add_argument("--limit", type=int, default=None, help="score the first N images")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported here so that `pixelcnn --help` stays fast.
+    from pixelcnn.cli import commands
+
+    handler = {"train": commands.run_train, "sample": commands.run_sample, "eval": commands.run_eval}
+    try:
+        handler[args.command](args)
+    except KeyboardInterrupt:
+        print("pixelcnn: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as error:
+        if os.environ.get("PIXELCNN_DEBUG"):
+            raise
+        print(f"pixelcnn: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

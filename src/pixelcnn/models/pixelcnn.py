@@ -1,0 +1,79 @@
+"""PixelCNN (van den Oord et al. 2016, "Pixel Recurrent Neural Networks", section 3.5).
+
+A 7x7 type-A masked convolution, a stack of residual blocks (1x1 -> k x k type-B masked ->
+1x1 with ReLUs), and two ReLU + 1x1 output layers. Every convolution, the 1x1 ones included,
+is masked with the image's channel groups so that for RGB the R, G and B predictions of a
+pixel see only the sub-pixels before them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pixelcnn.nn import MaskedConv2d
+
+
+class ResidualBlock(nn.Module):
+    """[B, 2h, H, W] -> [B, 2h, H, W]: x + 1x1(ReLU(kxk_B(ReLU(1x1(ReLU(x))))))."""
+
+    def __init__(self, channels: int, kernel_size: int, groups: int):
+        super().__init__()
+        inner = channels // 2
+        self.reduce = MaskedConv2d(channels, inner, 1, "B", groups)
+        self.conv = MaskedConv2d(inner, inner, kernel_size, "B", groups)
+        self.expand = MaskedConv2d(inner, channels, 1, "B", groups)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.reduce(self.act(x))
+        h = self.conv(self.act(h))
+        h = self.expand(self.act(h))
+        return x + h
+
+
+class PixelCNN(nn.Module):
+    """Network of the original PixelCNN: image input [B, C, H, W] -> parameters [B, P, H, W].
+
+    ``out_channels`` P is what the likelihood needs (C * L logits for the categorical one,
+    ordered by channel, then level), and must be a multiple of the image channels C.
+    """
+
+    # The sampler may crop the input below the row being generated: no layer mixes rows
+    # other than causally, so outputs at rows <= r never depend on rows > r.
+    row_multiple = 1
+
+    def __init__(
+        self,
+        image_channels: int,
+        out_channels: int,
+        hidden_channels: int = 64,
+        residual_blocks: int = 5,
+        output_hidden: int = 256,
+        input_kernel: int = 7,
+        residual_kernel: int = 3,
+    ):
+        super().__init__()
+        if hidden_channels < 2 * image_channels or hidden_channels % 2:
+            raise ValueError(
+                f"hidden_channels must be even and at least {2 * image_channels}, "
+                f"got {hidden_channels}"
+            )
+        if out_channels % image_channels:
+            raise ValueError(f"out_channels {out_channels} is not a multiple of {image_channels}")
+        groups = image_channels
+        self.input = MaskedConv2d(image_channels, hidden_channels, input_kernel, "A", groups)
+        self.blocks = nn.Sequential(
+            *(ResidualBlock(hidden_channels, residual_kernel, groups) for _ in range(residual_blocks))
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            MaskedConv2d(hidden_channels, output_hidden, 1, "B", groups),
+            nn.ReLU(),
+            MaskedConv2d(output_hidden, out_channels, 1, "B", groups),
+        )
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is not None:
+            raise ValueError("PixelCNN takes no condition; use the gated model for conditioning")
+        return self.head(self.blocks(self.input(x)))

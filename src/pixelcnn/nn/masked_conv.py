@@ -1,0 +1,99 @@
+"""Masked convolutions for autoregressive image models (PixelCNN, van den Oord et al. 2016).
+
+Sub-pixels are ordered by raster position, then R -> G -> B inside a pixel. A masked
+convolution sees every pixel above the current one, every pixel to its left in the current
+row, and, at the current pixel itself, only the channel groups that come earlier (mask A) or
+earlier-or-equal (mask B). Feature channels are split into ``groups`` contiguous groups (3
+for RGB, 1 for grayscale); the group of a channel says which colour it belongs to.
+
+The rows below the centre are always hidden, so the kernel is stored cropped to the rows
+above and including the centre ((k//2 + 1) x k taps instead of k x k) and the input is padded
+only at the top: the same function as a square masked kernel at about half the FLOPs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MASK_TYPES = ("A", "B")
+
+
+def channel_groups(channels: int, groups: int) -> torch.Tensor:
+    """Colour group of each channel: contiguous blocks, [channels] int64 in [0, groups)."""
+    if channels < groups:
+        raise ValueError(f"need at least {groups} channels to split into {groups} groups")
+    return torch.arange(channels) * groups // channels
+
+
+def causal_mask(
+    out_channels: int, in_channels: int, kernel_size: int, mask_type: str, groups: int = 1
+) -> torch.Tensor:
+    """Mask [out, in, k//2 + 1, k] for a kernel cropped to the rows up to the centre.
+
+    Rows above the centre and the taps left of the centre are open; taps right of the centre
+    are closed; the centre tap connects in-group g_in to out-group g_out when g_in < g_out
+    (mask A) or g_in <= g_out (mask B).
+    """
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+    centre = kernel_size // 2
+    mask = torch.zeros(out_channels, in_channels, centre + 1, kernel_size)
+    mask[:, :, :centre, :] = 1.0
+    mask[:, :, centre, :centre] = 1.0
+    g_out = channel_groups(out_channels, groups)[:, None]
+    g_in = channel_groups(in_channels, groups)[None, :]
+    allowed = g_in < g_out if mask_type == "A" else g_in <= g_out
+    mask[:, :, centre, centre] = allowed.to(mask.dtype)
+    return mask
+
+
+class MaskedConv2d(nn.Module):
+    """Causal k x k convolution, [B, in, H, W] -> [B, out, H, W] (same spatial size).
+
+    The mask is applied functionally (``weight * mask``) so masked taps get no gradient,
+    stay exactly zero in checkpoints, and the layer works under torch.compile and DDP.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        mask_type: str = "B",
+        groups: int = 1,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.mask_type = mask_type
+        self.groups = groups
+        mask = causal_mask(out_channels, in_channels, kernel_size, mask_type, groups)
+        self.register_buffer("mask", mask, persistent=False)
+        self.weight = nn.Parameter(torch.empty_like(mask))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Fan-in counts only the open taps, so deep stacks keep unit-scale activations.
+        fan_in = max(1.0, float(self.mask.sum(dim=(1, 2, 3)).mean()))
+        nn.init.normal_(self.weight, std=(1.0 / fan_in) ** 0.5)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"mask_type={self.mask_type}, groups={self.groups}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = self.kernel_size // 2
+        if half:
+            x = F.pad(x, (half, half, half, 0))  # left, right, top, bottom: nothing below
+        return F.conv2d(x, self.weight * self.mask, self.bias)

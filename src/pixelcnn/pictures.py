@@ -1,0 +1,52 @@
+"""Pictures for people: grids of images written as PNG files (Pillow)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray, columns: int | None = None, padding: int = 2, scale: int = 1
+) -> Image.Image:
+    """uint8 images [N, C, H, W] (C = 1 or 3) -> one PIL image, ``columns`` per row.
+
+    ``scale`` enlarges every pixel to a ``scale`` x ``scale`` block (nearest neighbour), so
+    28x28 digits stay visible; the padding between cells is mid grey.
+    """
+    array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if array.ndim != 4 or array.shape[1] not in (1, 3) or array.dtype != np.uint8:
+        raise ValueError(f"need uint8 images [N, 1|3, H, W], got {array.dtype} {array.shape}")
+    n, channels, height, width = array.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    cell_h, cell_w = height + padding, width + padding
+    canvas = np.full((rows * cell_h + padding, columns * cell_w + padding, 3), 128, np.uint8)
+    for index, image in enumerate(array):
+        top = padding + (index // columns) * cell_h
+        left = padding + (index % columns) * cell_w
+        canvas[top : top + height, left : left + width] = np.moveaxis(image, 0, -1)
+    picture = Image.fromarray(canvas)
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return picture
+
+
+def save_image_grid(
+    images: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    columns: int | None = None,
+    scale: int | None = None,
+) -> Path:
+    """Write ``image_grid(images)`` to ``path`` as PNG; small images are enlarged."""
+    array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if scale is None:
+        scale = max(1, 128 // max(array.shape[-2:])) if array.ndim == 4 else 1
+    path = Path(path)
+    image_grid(array, columns=columns, scale=scale).save(path, format="PNG")
+    return path

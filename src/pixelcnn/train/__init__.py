@@ -1,0 +1,15 @@
+"""Training: the loop, checkpoints, metrics and the run directory."""
+
+from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from pixelcnn.train.loop import TrainOptions, TrainResult, batch_indices, train
+
+__all__ = [
+    "Checkpoint",
+    "TrainOptions",
+    "TrainResult",
+    "batch_indices",
+    "list_checkpoints",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,208 @@
+"""The training loop: Adam on mean bits/dim, periodic test evaluation, checkpoints, metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from pixelcnn.evaluate import evaluate
+from pixelcnn.model import DensityModel, ModelConfig, load_weights
+from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from pixelcnn.train.metrics import append_metrics, plot_training_curve, read_metrics
+
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "training_curve.png"
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainOptions:
+    steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"  # cosine decays to 5% of the rate over ``steps``
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    seed: int = 0
+    eval_every: int = 500
+    eval_images: int = 500  # test images scored at each periodic evaluation (0: all)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    progress: bool = True
+
+    def check(self) -> None:
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("eval_every", "eval_images", "checkpoint_every", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}")
+
+
+@dataclass
+class TrainResult:
+    step: int
+    train_bpd: float | None
+    test_bpd: float | None
+
+
+def batch_indices(step: int, count: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of the images in batch ``step``: a fresh seeded permutation every epoch.
+
+    The order is a pure function of (seed, step), so a resumed run sees exactly the batches
+    the uninterrupted run would have seen, with no data-loader state to save.
+    """
+    per_epoch = max(1, count // batch_size)
+    epoch, position = divmod(step, per_epoch)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(count, generator=generator)
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
+    if schedule == "constant":
+        return lambda step: 1.0
+    floor = 0.05
+    return lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+
+
+def _mean_bits_per_dim(model: DensityModel, levels: torch.Tensor) -> torch.Tensor:
+    nats = -model.level_log_probs(levels).flatten(1).sum(1)
+    return nats.mean() / (math.prod(model.image_shape) * math.log(2))
+
+
+def train(
+    model: DensityModel,
+    train_images: torch.Tensor,
+    test_images: torch.Tensor | None,
+    options: TrainOptions,
+    run_dir: str | Path,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train ``model`` on uint8 images [N, C, H, W] (valid levels), writing into ``run_dir``.
+
+    ``run_dir`` receives the latest model (config.json + model.safetensors), checkpoints,
+    ``metrics.jsonl`` and ``training_curve.png``. With ``resume`` the newest checkpoint is
+    restored and training continues up to ``options.steps``.
+    """
+    options.check()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = model.device
+    # Levels are stored as uint8 (L <= 256) and widened per batch to keep memory small.
+    train_levels = model.images_to_levels(train_images).to(torch.uint8)
+    eval_set = None
+    if test_images is not None and len(test_images):
+        eval_set = test_images[: options.eval_images or None]
+    batch_size = min(options.batch_size, len(train_levels))
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_factor(options.lr_schedule, options.steps)
+    )
+    step = 0
+    if resume:
+        step = _restore(model, optimizer, scheduler, run_dir, log)
+    else:
+        torch.manual_seed(options.seed)
+
+    metrics_path = run_dir / METRICS_FILE
+    result = TrainResult(step=step, train_bpd=None, test_bpd=None)
+    window: list[float] = []
+    window_start = time.perf_counter()
+    model.train()
+    bar = tqdm(
+        total=options.steps, initial=step, desc="training", unit="step", disable=not options.progress
+    )
+    try:
+        while step < options.steps:
+            indices = batch_indices(step, len(train_levels), batch_size, options.seed)
+            levels = train_levels[indices].to(device=device, dtype=torch.int64)
+            loss = _mean_bits_per_dim(model, levels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if options.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            window.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(bpd=f"{sum(window[-50:]) / len(window[-50:]):.3f}")
+
+            evaluate_now = eval_set is not None and (
+                step == options.steps or (options.eval_every and step % options.eval_every == 0)
+            )
+            checkpoint_now = step == options.steps or (
+                options.checkpoint_every and step % options.checkpoint_every == 0
+            )
+            if evaluate_now or checkpoint_now:
+                elapsed = time.perf_counter() - window_start
+                record = {
+                    "step": step,
+                    "train_bpd": sum(window) / len(window),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "images_per_s": len(window) * batch_size / max(elapsed, 1e-9),
+                }
+                result.train_bpd = record["train_bpd"]
+                if evaluate_now:
+                    result.test_bpd = evaluate(model, eval_set).bits_per_dim
+                    record["test_bpd"] = result.test_bpd
+                    bar.write(
+                        f"step {step}: train {record['train_bpd']:.4f} bits/dim, "
+                        f"test {result.test_bpd:.4f} bits/dim"
+                    )
+                append_metrics(metrics_path, record)
+                window, window_start = [], time.perf_counter()
+            if checkpoint_now:
+                _save(model, optimizer, scheduler, step, run_dir, options.keep_checkpoints)
+                plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
+    finally:
+        bar.close()
+    result.step = step
+    return result
+
+
+def _save(model, optimizer, scheduler, step: int, run_dir: Path, keep: int) -> None:
+    checkpoint = Checkpoint(
+        step=step,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        rng=torch.get_rng_state(),
+        model_config=model.config.to_json(),
+    )
+    save_checkpoint(run_dir, checkpoint, keep=keep)
+    model.save(run_dir)  # the run directory itself always holds the latest loadable model
+
+
+def _restore(model, optimizer, scheduler, run_dir: Path, log: Callable[[str], None]) -> int:
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise ValueError(f"{run_dir} has no checkpoint to resume from")
+    checkpoint = load_checkpoint(checkpoints[-1])
+    try:
+        stored_config = ModelConfig.from_json(checkpoint.model_config, str(checkpoints[-1]))
+    except ValueError:
+        stored_config = None
+    if stored_config != model.config:
+        raise ValueError(f"checkpoint {checkpoints[-1]} belongs to a different model configuration")
+    load_weights(model, checkpoint.model, source=str(checkpoints[-1]))
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer)
+        scheduler.load_state_dict(checkpoint.scheduler)
+        torch.set_rng_state(checkpoint.rng)
+    except (KeyError, ValueError, RuntimeError, TypeError) as error:
+        raise ValueError(f"checkpoint {checkpoints[-1]} has unusable training state: {error}") from None
+    log(f"resumed from {checkpoints[-1]} at step {checkpoint.step}")
+    return checkpoint.step

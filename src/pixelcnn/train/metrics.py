@@ -1,0 +1,55 @@
+"""Training metrics: one JSON object per line, and a PNG plot of the training curve."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def append_metrics(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append ``record`` as one JSON line (flushed, so a killed run keeps what it logged)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a JSONL metrics file; a torn last line (killed writer) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def plot_training_curve(records: list[dict[str, Any]], path: str | os.PathLike) -> Path | None:
+    """Plot train and test bits/dim against step into a PNG; None when nothing to plot."""
+    train = [(r["step"], r["train_bpd"]) for r in records if "train_bpd" in r]
+    test = [(r["step"], r["test_bpd"]) for r in records if "test_bpd" in r]
+    if not train and not test:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    if train:
+        axes.plot(*zip(*train, strict=True), label="train", color="tab:blue")
+    if test:
+        axes.plot(*zip(*test, strict=True), "o-", label="test", color="tab:orange")
+    axes.set_xlabel("step")
+    axes.set_ylabel("bits / dim")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return Path(path)

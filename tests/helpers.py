@@ -1,0 +1,40 @@
+"""Shared test utilities (imported by test modules; pytest puts tests/ on sys.path)."""
+
+import itertools
+
+import torch
+
+
+def perturb(model, scale: float = 1.0, seed: int = 0):
+    """Give every weight large random values so conditionals are far from uniform."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    return model
+
+
+def dependency_matrix(network, image_shape, params_per_channel, trials: int = 8) -> torch.Tensor:
+    """D[o, i] = True when network output sub-pixel o has non-zero gradient wrt input i
+    for at least one of ``trials`` random inputs (one input can leave a ReLU path dead).
+
+    Sub-pixels are numbered in the autoregressive order: raster position, then channel.
+    """
+    channels, height, width = image_shape
+    x = torch.randn(trials, *image_shape, dtype=torch.float64)
+    network = network.double()
+    jac = torch.autograd.functional.jacobian(lambda v: network(v), x)
+    # [T, C*P, H, W, T, C, H, W] -> per trial [C, P, H, W, C, H, W]
+    jac = torch.stack([jac[t, :, :, :, t] for t in range(trials)])
+    jac = jac.reshape(trials, channels, params_per_channel, height, width, channels, height, width)
+    dep = jac.abs().sum((0, 2)) > 0  # [C_out, H, W, C_in, H, W]
+    # reorder to (H, W, C) on both sides, then flatten to the raster-channel order
+    dep = dep.permute(1, 2, 0, 3, 4, 5).permute(0, 1, 2, 4, 5, 3)
+    n = channels * height * width
+    return dep.reshape(n, n)
+
+def all_images(image_shape, values):
+    """Every image [N, C, H, W] whose sub-pixels take the given uint8 values."""
+    count = image_shape[0] * image_shape[1] * image_shape[2]
+    grid = list(itertools.product(values, repeat=count))
+    return torch.tensor(grid, dtype=torch.uint8).reshape(len(grid), *image_shape)

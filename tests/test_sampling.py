@@ -1,0 +1,51 @@
+"""The naive sampler draws from the distribution that log_prob defines."""
+
+import torch
+from helpers import all_images, perturb
+
+import pixelcnn
+
+
+def test_sample_frequencies_match_exact_probabilities():
+    """1x1 RGB with 3 levels: 27 images; the RGB order and the channel masks must agree."""
+    model = perturb(pixelcnn.create("pixelcnn", (3, 1, 1), levels=3, preset="tiny"), scale=0.8)
+    images = all_images((3, 1, 1), model.quantizer.valid_values().tolist())
+    with torch.no_grad():
+        probabilities = model.log_prob(images).exp().double()
+    draws = 6000
+    samples = model.sample(draws, generator=torch.Generator().manual_seed(1))
+    codes = model.quantizer.to_levels(samples).reshape(draws, 3) @ torch.tensor([9, 3, 1])
+    counts = torch.bincount(codes, minlength=27).double()
+    expected = probabilities * draws
+    chi_square = ((counts - expected) ** 2 / expected).sum().item()
+    # 26 degrees of freedom: the 99.9% quantile of chi-square(26) is 54.05
+    assert chi_square < 54.05, chi_square
+    total_variation = 0.5 * (counts / draws - probabilities).abs().sum().item()
+    assert total_variation < 0.05
+
+
+def test_samples_are_valid_images_and_reproducible():
+    model = pixelcnn.create("pixelcnn", (1, 6, 5), levels=4, preset="tiny")
+    a = model.sample(3, generator=torch.Generator().manual_seed(7))
+    b = model.sample(3, generator=torch.Generator().manual_seed(7))
+    assert a.dtype == torch.uint8 and a.shape == (3, 1, 6, 5)
+    assert torch.equal(a, b)
+    assert model.quantizer.is_valid(a)
+    assert torch.isfinite(model.log_prob(a)).all()
+
+
+def test_zero_temperature_picks_the_most_likely_level_greedily():
+    model = perturb(pixelcnn.create("pixelcnn", (1, 3, 3), levels=4, preset="tiny"))
+    greedy = model.sample(2, temperature=0)
+    assert torch.equal(greedy[0], greedy[1])
+    levels = model.quantizer.to_levels(greedy)
+    with torch.no_grad():
+        params = model(levels).reshape(2, 1, 4, 3, 3)
+    assert torch.equal(params.argmax(2), levels)
+
+
+def test_low_temperature_concentrates_samples():
+    model = perturb(pixelcnn.create("pixelcnn", (1, 3, 3), levels=4, preset="tiny"))
+    hot = model.log_prob(model.sample(64, temperature=2.0, generator=torch.Generator().manual_seed(0)))
+    cold = model.log_prob(model.sample(64, temperature=0.3, generator=torch.Generator().manual_seed(0)))
+    assert cold.mean() > hot.mean()
