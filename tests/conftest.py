@@ -6,4 +6,3 @@ import torch
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
-

@@ -33,6 +33,7 @@ def dependency_matrix(network, image_shape, params_per_channel, trials: int = 8)
     n = channels * height * width
     return dep.reshape(n, n)
 
+
 def all_images(image_shape, values):
     """Every image [N, C, H, W] whose sub-pixels take the given uint8 values."""
     count = image_shape[0] * image_shape[1] * image_shape[2]

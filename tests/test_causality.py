@@ -30,6 +30,7 @@ def test_pixelcnn_conditionals_never_see_current_or_later_subpixels(image_shape)
                 for seen in ([pixel - 1] if col else []) + ([pixel - width] if row else []):
                     assert dep[o, seen * channels : (seen + 1) * channels].all()
 
+
 def test_rgb_centre_taps_follow_r_g_b_order():
     a = causal_mask(6, 3, 3, "A", groups=3)[:, :, 1, 1]
     b = causal_mask(6, 6, 3, "B", groups=3)[:, :, 1, 1]

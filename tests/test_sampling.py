@@ -46,6 +46,10 @@ def test_zero_temperature_picks_the_most_likely_level_greedily():
 
 def test_low_temperature_concentrates_samples():
     model = perturb(pixelcnn.create("pixelcnn", (1, 3, 3), levels=4, preset="tiny"))
-    hot = model.log_prob(model.sample(64, temperature=2.0, generator=torch.Generator().manual_seed(0)))
-    cold = model.log_prob(model.sample(64, temperature=0.3, generator=torch.Generator().manual_seed(0)))
+    hot = model.log_prob(
+        model.sample(64, temperature=2.0, generator=torch.Generator().manual_seed(0))
+    )
+    cold = model.log_prob(
+        model.sample(64, temperature=0.3, generator=torch.Generator().manual_seed(0))
+    )
     assert cold.mean() > hot.mean()

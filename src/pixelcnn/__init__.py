@@ -1,9 +1,9 @@
 """pixelcnn: PixelCNN-family autoregressive image models with exact likelihoods.
 
-    model = pixelcnn.create("pixelcnn", image_shape=(1, 28, 28), levels=256)
-    model.log_prob(x)        # x uint8 [B, C, H, W] -> [B] nats
-    model.sample(16)         # -> uint8 [16, C, H, W]
-    model.save("run"); pixelcnn.load("run")
+model = pixelcnn.create("pixelcnn", image_shape=(1, 28, 28), levels=256)
+model.log_prob(x)        # x uint8 [B, C, H, W] -> [B] nats
+model.sample(16)         # -> uint8 [16, C, H, W]
+model.save("run"); pixelcnn.load("run")
 """
 
 from pixelcnn.model import DensityModel, ModelConfig, create, load

@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here so that `pixelcnn --help` stays fast.
     from pixelcnn.cli import commands
 
-    handler = {"train": commands.run_train, "sample": commands.run_sample, "eval": commands.run_eval}
+    handler = {
+        "train": commands.run_train,
+        "sample": commands.run_sample,
+        "eval": commands.run_eval,
+    }
     try:
         handler[args.command](args)
     except KeyboardInterrupt:

@@ -52,7 +52,9 @@ def resolve_hyperparameters(
     return values
 
 
-def build_network(name: str, image_channels: int, out_channels: int, **hyperparameters) -> nn.Module:
+def build_network(
+    name: str, image_channels: int, out_channels: int, **hyperparameters
+) -> nn.Module:
     """Instantiate network ``name`` producing ``out_channels`` parameters per position."""
     values = resolve_hyperparameters(name, overrides=hyperparameters)
     return NETWORKS[name](image_channels=image_channels, out_channels=out_channels, **values)

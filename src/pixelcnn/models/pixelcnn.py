@@ -64,7 +64,10 @@ class PixelCNN(nn.Module):
         groups = image_channels
         self.input = MaskedConv2d(image_channels, hidden_channels, input_kernel, "A", groups)
         self.blocks = nn.Sequential(
-            *(ResidualBlock(hidden_channels, residual_kernel, groups) for _ in range(residual_blocks))
+            *(
+                ResidualBlock(hidden_channels, residual_kernel, groups)
+                for _ in range(residual_blocks)
+            )
         )
         self.head = nn.Sequential(
             nn.ReLU(),

@@ -72,7 +72,9 @@ def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
     if schedule == "constant":
         return lambda step: 1.0
     floor = 0.05
-    return lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+    return lambda step: (
+        floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+    )
 
 
 def _mean_bits_per_dim(model: DensityModel, levels: torch.Tensor) -> torch.Tensor:
@@ -122,7 +124,11 @@ def train(
     window_start = time.perf_counter()
     model.train()
     bar = tqdm(
-        total=options.steps, initial=step, desc="training", unit="step", disable=not options.progress
+        total=options.steps,
+        initial=step,
+        desc="training",
+        unit="step",
+        disable=not options.progress,
     )
     try:
         while step < options.steps:
@@ -203,6 +209,8 @@ def _restore(model, optimizer, scheduler, run_dir: Path, log: Callable[[str], No
         scheduler.load_state_dict(checkpoint.scheduler)
         torch.set_rng_state(checkpoint.rng)
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
-        raise ValueError(f"checkpoint {checkpoints[-1]} has unusable training state: {error}") from None
+        raise ValueError(
+            f"checkpoint {checkpoints[-1]} has unusable training state: {error}"
+        ) from None
     log(f"resumed from {checkpoints[-1]} at step {checkpoint.step}")
     return checkpoint.step

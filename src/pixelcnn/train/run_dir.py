@@ -14,7 +14,15 @@ from pixelcnn.train.loop import CURVE_FILE, METRICS_FILE
 ARGS_FILE = "train_args.json"
 SAMPLES_FILE = "samples.png"
 # Every file and folder a training writes; --force removes these and nothing else.
-RUN_ENTRIES = (ARGS_FILE, CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CURVE_FILE, SAMPLES_FILE, CHECKPOINT_DIR)
+RUN_ENTRIES = (
+    ARGS_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    METRICS_FILE,
+    CURVE_FILE,
+    SAMPLES_FILE,
+    CHECKPOINT_DIR,
+)
 
 
 def holds_run(run_dir: Path) -> bool:
@@ -29,7 +37,8 @@ def prepare_new_run(run_dir: Path, force: bool) -> None:
     if holds_run(run_dir):
         if not force:
             raise FileExistsError(
-                f"{run_dir} already holds a run; use --resume to continue it or --force to replace it"
+                f"{run_dir} already holds a run; "
+                "use --resume to continue it or --force to replace it"
             )
         for name in RUN_ENTRIES:
             path = run_dir / name
