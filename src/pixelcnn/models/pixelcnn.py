@@ -48,8 +48,8 @@ class PixelCNN(nn.Module):
         image_channels: int,
         out_channels: int,
         hidden_channels: int = 64,
-        residual_blocks: int = 5,
-        output_hidden: int = 256,
+        residual_blocks: int = 7,
+        output_hidden: int = 128,
         input_kernel: int = 7,
         residual_kernel: int = 3,
     ):

@@ -90,12 +90,15 @@ def train(
     run_dir: str | Path,
     resume: bool = False,
     log: Callable[[str], None] = print,
+    stop_at: int | None = None,
 ) -> TrainResult:
     """Train ``model`` on uint8 images [N, C, H, W] (valid levels), writing into ``run_dir``.
 
     ``run_dir`` receives the latest model (config.json + model.safetensors), checkpoints,
     ``metrics.jsonl`` and ``training_curve.png``. With ``resume`` the newest checkpoint is
-    restored and training continues up to ``options.steps``.
+    restored and training continues up to ``options.steps``. ``stop_at`` ends this call
+    early at that step (with a checkpoint), leaving the schedule as if it went on: training
+    in chunks, or a test of resuming.
     """
     options.check()
     run_dir = Path(run_dir)
@@ -131,7 +134,8 @@ def train(
         disable=not options.progress,
     )
     try:
-        while step < options.steps:
+        last = options.steps if stop_at is None else min(stop_at, options.steps)
+        while step < last:
             indices = batch_indices(step, len(train_levels), batch_size, options.seed)
             levels = train_levels[indices].to(device=device, dtype=torch.int64)
             loss = _mean_bits_per_dim(model, levels)
@@ -149,7 +153,7 @@ def train(
             evaluate_now = eval_set is not None and (
                 step == options.steps or (options.eval_every and step % options.eval_every == 0)
             )
-            checkpoint_now = step == options.steps or (
+            checkpoint_now = step in (options.steps, last) or (
                 options.checkpoint_every and step % options.checkpoint_every == 0
             )
             if evaluate_now or checkpoint_now:

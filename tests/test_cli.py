@@ -1,0 +1,98 @@
+"""The pixelcnn command end to end on a tiny configuration."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import pixelcnn
+from pixelcnn.cli import main
+
+TINY = ["--preset", "tiny", "--size", "8", "--levels", "4", "--batch-size", "8", "--quiet"]
+
+
+def _train(run, *extra):
+    return main(
+        ["train", "--out", str(run), "--steps", "6", "--checkpoint-every", "3", *TINY, *extra]
+    )
+
+
+def test_train_sample_eval_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--samples", "4", "--eval-every", "3") == 0
+    out = capsys.readouterr().out
+    assert "test bits/dim:" in out and "nats/image:" in out
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "metrics.jsonl",
+        "training_curve.png",
+        "samples.png",
+        "train_args.json",
+    ):
+        assert (run / name).is_file(), name
+    model = pixelcnn.load(run)
+    assert model.image_shape == (1, 8, 8) and model.levels == 4
+
+    assert main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "s.png"), "--quiet"]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["eval", str(run), "--json", "--limit", "20", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images"] == 20 and result["split"] == "test" and 0 < result["bits_per_dim"] < 3
+
+
+def test_existing_run_is_kept_unless_resume_or_force(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--samples", "0") == 0
+    weights = (run / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert _train(run, "--samples", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a run" in err and len(err.splitlines()) == 1
+    assert (run / "model.safetensors").read_bytes() == weights
+
+    (run / "notes.txt").write_text("mine")
+    assert _train(run, "--samples", "0", "--force") == 0
+    assert (run / "notes.txt").read_text() == "mine"  # --force removes only run files
+
+    assert (
+        main(["train", "--out", str(run), "--steps", "9", "--resume", "--quiet", "--samples", "0"])
+        == 0
+    )
+    assert "resumed from" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 9
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "{tmp}/absent"], "no saved model"),
+        (["sample", "{tmp}/absent"], "no saved model"),
+        (["train", "--out", "{tmp}/r", "--data", "{tmp}/missing.npz", *TINY], "missing.npz"),
+        (["train", "--out", "{tmp}/r", *TINY, "--levels", "1"], "levels"),
+        (["train", "--out", "{tmp}/r", "--hp", "depth=3", *TINY], "unknown hyperparameter"),
+        (["train", "--out", "{tmp}/r", "--steps", "0", *TINY], "steps"),
+        (["train", "--out", "{tmp}/r", "--resume", *TINY], "not a training run"),
+    ],
+)
+def test_errors_are_one_line_with_exit_status_2(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pixelcnn: error:") and message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_console_command_exits_2_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pixelcnn", "eval", str(tmp_path / "absent")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("pixelcnn: error:")
