@@ -29,6 +29,7 @@ class TrainOptions:
     lr_schedule: str = "cosine"  # cosine decays to 5% of the rate over ``steps``
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     seed: int = 0
+    log_every: int = 50  # steps between train-loss lines in metrics.jsonl
     eval_every: int = 500
     eval_images: int = 500  # test images scored at each periodic evaluation (0: all)
     checkpoint_every: int = 500
@@ -39,7 +40,7 @@ class TrainOptions:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("eval_every", "eval_images", "checkpoint_every", "grad_clip"):
+        for name in ("log_every", "eval_every", "eval_images", "checkpoint_every", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
@@ -156,7 +157,8 @@ def train(
             checkpoint_now = step in (options.steps, last) or (
                 options.checkpoint_every and step % options.checkpoint_every == 0
             )
-            if evaluate_now or checkpoint_now:
+            log_now = options.log_every and step % options.log_every == 0
+            if evaluate_now or checkpoint_now or log_now:
                 elapsed = time.perf_counter() - window_start
                 record = {
                     "step": step,
