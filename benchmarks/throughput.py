@@ -23,13 +23,9 @@ marked section of a Markdown file).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
-import platform
-import re
-import shlex
 import statistics
 import sys
 import time
@@ -39,6 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from common import environment, loadavg, update_marked_section
 from torch.utils.flop_counter import FlopCounterMode
 
 import pixelcnn
@@ -259,51 +256,6 @@ def summarise_dense(before: list[dict[str, Any]], after: list[dict[str, Any]]) -
     }
 
 
-# --------------------------------------------------------------------------- environment
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def loadavg() -> list[float] | None:
-    """1, 5 and 15 minute load averages, where the OS reports them."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def command_line(argv: list[str]) -> str:
-    """The shell command that reproduces this run, from the repository root."""
-    script = Path(__file__).resolve()
-    if script.is_relative_to(Path.cwd()):
-        script = script.relative_to(Path.cwd())
-    return shlex.join(["python", str(script), *argv])
-
-
-def environment(argv: list[str]) -> dict[str, Any]:
-    """Versions, threads, CPU, date and command line of this run."""
-    return {
-        "torch": torch.__version__,
-        "pixelcnn": getattr(pixelcnn, "__version__", None),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_num_threads": torch.get_num_threads(),
-        "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(argv),
-        "loadavg_start": loadavg(),
-    }
-
-
 # --------------------------------------------------------------------------- report
 def add_ratios(models: list[dict[str, Any]], dense: dict[str, Any]) -> None:
     """Give each model its achieved FLOP/s as a fraction of the dense-conv reference."""
@@ -341,27 +293,11 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def docs_section(results: dict[str, Any]) -> str:
-    """The marked block for a Markdown file: table, command and date."""
-    env = results["environment"]
-    return (
-        f"{DOCS_START}\n{markdown_table(results)}\n\n"
-        f"Measured {env['date']} with `{env['command']}`.\n{DOCS_END}"
-    )
-
-
 def update_docs(path: str | os.PathLike, results: dict[str, Any]) -> None:
-    """Replace the marked section of ``path`` with the table (append one if not marked)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else ""
-    section = docs_section(results)
-    pattern = re.compile(re.escape(DOCS_START) + r".*?" + re.escape(DOCS_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        separator = "" if not text else "\n" if text.endswith("\n") else "\n\n"
-        text = f"{text}{separator}## Training throughput\n\n{section}\n"
-    path.write_text(text)
+    """Replace the marked throughput section of ``path`` (append one if not marked)."""
+    env = results["environment"]
+    body = f"{markdown_table(results)}\n\nMeasured {env['date']} with `{env['command']}`."
+    update_marked_section(path, DOCS_START, DOCS_END, body, heading="Training throughput")
 
 
 # --------------------------------------------------------------------------- driver
@@ -398,7 +334,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """Measure everything and return the results as a JSON-ready dict."""
-    env = environment(argv)
+    env = environment(__file__, argv)
     dense_before = benchmark_dense(args)
     models = [benchmark_model(entry, args) for entry in MODELS]
     dense = summarise_dense(dense_before, benchmark_dense(args))

@@ -20,12 +20,14 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 @pytest.fixture(scope="module")
 def throughput():
     """benchmarks/throughput.py imported as a module (benchmarks/ is not a package)."""
+    sys.path.insert(0, str(SCRIPT.parent))  # where the scripts find common.py
     spec = importlib.util.spec_from_file_location("benchmark_throughput", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
+    sys.path.remove(str(SCRIPT.parent))
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,18 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path, capsys, argv, message)
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "--levels", "many"], ["sample"], ["frobnicate"], ["eval", "r", "--split", "x"]],
+)
+def test_usage_errors_are_one_line_with_exit_status_2(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err
+
+
 def test_console_command_exits_2_without_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pixelcnn", "eval", str(tmp_path / "absent")],

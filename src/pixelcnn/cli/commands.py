@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import pixelcnn
-from pixelcnn.data import load_dataset, resize_images
+from pixelcnn.data import load_dataset
 from pixelcnn.evaluate import evaluate
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
@@ -44,11 +44,7 @@ RUN_ARGUMENTS = (
 
 def load_images(name: str, split: str, data_dir: str | None, size: int | None) -> torch.Tensor:
     """uint8 images [N, C, H, W] of a dataset split, optionally resized to size x size."""
-    dataset = load_dataset(name, split=split, root=data_dir)
-    images = dataset.images
-    if size:
-        images = resize_images(images, size)
-    return torch.from_numpy(images)
+    return torch.from_numpy(load_dataset(name, split=split, root=data_dir, size=size).images)
 
 
 def parse_hyperparameters(pairs: list[str]) -> dict[str, Any]:

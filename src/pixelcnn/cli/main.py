@@ -11,8 +11,15 @@ from pixelcnn.models import NETWORKS, PRESETS
 EXIT_USAGE = 2
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit status 2, like every other error of the command."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="pixelcnn",
         description="Train, sample and evaluate PixelCNN-family image models (exact likelihoods).",
     )

@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from .download import DownloadError, default_cache_dir, download_file
-from .readers import DataFormatError, read_cifar10, read_idx_images, read_image_folder, read_npz
+from .readers import (
+    DataFormatError,
+    read_cifar10,
+    read_idx_images,
+    read_image_folder,
+    read_npz,
+    resize_images,
+)
 
 __all__ = [
     "DATASETS",
@@ -443,6 +450,7 @@ def load_dataset(
     split: str = "train",
     root: str | Path | None = None,
     download: bool = True,
+    size: int | None = None,
 ) -> ImageDataset:
     """Load one split of a dataset as ``uint8 [N, C, H, W]`` images and labels.
 
@@ -450,10 +458,20 @@ def load_dataset(
     with ``x_train``/``x_test`` (+ optional ``y_*``) arrays, or a path to a folder of images
     (optionally in class subfolders). ``root`` overrides where a registered dataset's files
     are looked for (and downloaded to); ``download=False`` never touches the network.
+    ``size`` resizes the images to ``size x size``.
 
     Raises ``DatasetNotFoundError`` (one line, saying how to get the data) when files are
     absent, ``DataFormatError`` when they are corrupt, ``ValueError`` for a bad name/split.
     """
+    dataset = _load_unresized(name, split, root, download)
+    if size is not None:
+        dataset.images = resize_images(dataset.images, size)
+    return dataset
+
+
+def _load_unresized(
+    name: str | os.PathLike, split: str, root: str | Path | None, download: bool
+) -> ImageDataset:
     _check_split(split)
     key = _canonical_name(name) if isinstance(name, str) else None
     if key in DATASETS:
