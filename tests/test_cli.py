@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import pixelcnn
@@ -53,6 +54,10 @@ def test_existing_run_is_kept_unless_resume_or_force(tmp_path, capsys):
     assert "already holds a run" in err and len(err.splitlines()) == 1
     assert (run / "model.safetensors").read_bytes() == weights
 
+    # --force with a mistake in the other options fails before touching the old run
+    assert _train(run, "--samples", "0", "--force", "--hp", "depth=2") == 2
+    assert (run / "model.safetensors").read_bytes() == weights
+
     (run / "notes.txt").write_text("mine")
     assert _train(run, "--samples", "0", "--force") == 0
     assert (run / "notes.txt").read_text() == "mine"  # --force removes only run files
@@ -64,6 +69,20 @@ def test_existing_run_is_kept_unless_resume_or_force(tmp_path, capsys):
     assert "resumed from" in capsys.readouterr().out
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 9
+
+
+def test_rgb_npz_data_trains_and_evaluates(tmp_path, capsys):
+    generator = np.random.default_rng(0)
+    x_train = generator.integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)  # channels-last
+    x_test = generator.integers(0, 256, (10, 6, 6, 3), dtype=np.uint8)
+    np.savez(tmp_path / "colour.npz", x_train=x_train, x_test=x_test)
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--data", str(tmp_path / "colour.npz"), "--steps", "3"]
+    assert main([*argv, "--preset", "tiny", "--levels", "8", "--samples", "2", "--quiet"]) == 0
+    assert pixelcnn.load(run).image_shape == (3, 6, 6)
+    assert main(["eval", str(run), "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images"] == 10 and 2.5 < result["bits_per_dim"] < 3.5  # log2(8) = 3
 
 
 @pytest.mark.parametrize(

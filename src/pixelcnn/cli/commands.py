@@ -16,6 +16,7 @@ from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.run_dir import (
     SAMPLES_FILE,
+    check_new_run,
     prepare_new_run,
     read_run_args,
     write_run_args,
@@ -70,7 +71,7 @@ def run_train(args: argparse.Namespace) -> None:
                 setattr(args, name, stored[name])
         args.steps = max(args.steps or 0, stored.get("steps", 0))
     else:
-        prepare_new_run(run_dir, force=args.force)
+        check_new_run(run_dir, force=args.force)
     if args.steps is None:
         args.steps = 2000
 
@@ -101,6 +102,8 @@ def run_train(args: argparse.Namespace) -> None:
         progress=not args.quiet,
     )
     options.check()
+    if not args.resume:
+        prepare_new_run(run_dir, force=args.force)
     write_run_args(run_dir, {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")})
     parameters = sum(p.numel() for p in model.parameters())
     print(

@@ -29,23 +29,31 @@ def holds_run(run_dir: Path) -> bool:
     return any((Path(run_dir) / name).exists() for name in RUN_ENTRIES)
 
 
-def prepare_new_run(run_dir: Path, force: bool) -> None:
-    """Make ``run_dir`` ready for a fresh run; refuse to clobber one without ``force``."""
+def check_new_run(run_dir: Path, force: bool) -> None:
+    """Raise unless ``run_dir`` may receive a fresh run (empty, new, or ``force``)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir} exists and is not a directory")
-    if holds_run(run_dir):
-        if not force:
-            raise FileExistsError(
-                f"{run_dir} already holds a run; "
-                "use --resume to continue it or --force to replace it"
-            )
-        for name in RUN_ENTRIES:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+    if holds_run(run_dir) and not force:
+        raise FileExistsError(
+            f"{run_dir} already holds a run; use --resume to continue it or --force to replace it"
+        )
+
+
+def prepare_new_run(run_dir: Path, force: bool) -> None:
+    """Make ``run_dir`` ready for a fresh run, removing an old run's files with ``force``.
+
+    Call it only once everything else has been checked, so a mistyped option never costs
+    the user an old run.
+    """
+    check_new_run(run_dir, force)
+    run_dir = Path(run_dir)
+    for name in RUN_ENTRIES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
