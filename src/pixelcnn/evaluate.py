@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from pixelcnn.conditions import select
 
 
 @dataclass
@@ -29,9 +32,14 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    model, images: torch.Tensor | np.ndarray, batch_size: int = 256, progress: bool = False
+    model,
+    images: torch.Tensor | np.ndarray,
+    batch_size: int = 256,
+    progress: bool = False,
+    condition: Any = None,
 ) -> Evaluation:
-    """Score uint8 images [N, C, H, W] (valid levels of ``model``) exactly, in eval mode."""
+    """Score images [N, C, H, W] (valid levels of ``model``; token grids [N, H, W]) exactly,
+    in eval mode; ``condition`` holds one entry per image for conditional models."""
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if len(images) == 0:
@@ -40,10 +48,11 @@ def evaluate(
     model.eval()
     try:
         batches = range(0, len(images), batch_size)
-        nats = [
-            -model.log_prob(images[start : start + batch_size]).double().cpu()
-            for start in tqdm(batches, desc="evaluating", disable=not progress, leave=False)
-        ]
+        nats = []
+        for start in tqdm(batches, desc="evaluating", disable=not progress, leave=False):
+            part = slice(start, start + batch_size)
+            log_p = model.log_prob(images[part], select(condition, part))
+            nats.append(-log_p.double().cpu())
     finally:
         model.train(was_training)
     per_image = torch.cat(nats).numpy()

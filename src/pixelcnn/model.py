@@ -10,7 +10,6 @@ import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from pixelcnn.codecs import ImageCodec, TokenCodec
+from pixelcnn.conditions import prepare_condition
 from pixelcnn.likelihoods import build_likelihood
 from pixelcnn.models import build_network, resolve_hyperparameters
+from pixelcnn.nn import ConditionSpec
 from pixelcnn.quantize import Quantizer, check_levels
 from pixelcnn.sampling import sample_naive
 
@@ -33,13 +35,19 @@ FORMAT_VERSION = 1
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a model's structure (weights live in safetensors)."""
+    """Everything needed to rebuild a model's structure (weights live in safetensors).
+
+    ``data`` is "image" (uint8 images, ``levels`` colour levels) or "tokens" (integer grids
+    with ``levels`` symbols, fed through an embedding of ``embedding_dim`` channels).
+    """
 
     model: str
     image_shape: tuple[int, int, int]
     levels: int
     likelihood: str = "categorical"
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    data: str = "image"
+    embedding_dim: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, **asdict(self)}
@@ -60,37 +68,62 @@ class ModelConfig:
                 levels=int(data["levels"]),
                 likelihood=str(data.get("likelihood", "categorical")),
                 hyperparameters=dict(data.get("hyperparameters", {})),
+                data=str(data.get("data", "image")),
+                embedding_dim=int(data.get("embedding_dim", 0)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{source} is incomplete or malformed: {error}") from None
 
 
+def _check_shape(shape: Any, length: int, what: str) -> tuple[int, ...]:
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+    if len(shape) != length or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
+    ):
+        names = "(C, H, W)" if length == 3 else "(H, W)"
+        raise ValueError(f"{what} must be {names} with positive ints, got {shape or what!r}")
+    return shape
+
+
 def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
-    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else ()
-    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
-        raise ValueError(f"image_shape must be (C, H, W) with positive ints, got {image_shape!r}")
+    shape = _check_shape(image_shape, 3, "image_shape")
     if shape[0] not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels, got {shape[0]}")
     return shape
 
 
+def _build_codec(config: ModelConfig) -> ImageCodec | TokenCodec:
+    if config.data == "image":
+        return ImageCodec(config.image_shape, config.levels)
+    if config.data == "tokens":
+        return TokenCodec(config.image_shape[1:], config.levels, config.embedding_dim)
+    raise ValueError(f"data must be 'image' or 'tokens', got {config.data!r}")
+
+
 class DensityModel(nn.Module):
-    """An autoregressive image density with an exact likelihood.
+    """An autoregressive density with an exact likelihood over images or token grids.
 
     Images are uint8 tensors [B, C, H, W] whose values are the model's L representable
     values (``quantizer.valid_values()``; every value 0..255 when L = 256); use
-    :meth:`quantize` to snap arbitrary uint8 images onto them.
+    :meth:`quantize` to snap arbitrary uint8 images onto them. Token models take integer
+    grids [B, H, W] instead. Conditional networks take ``condition=`` everywhere.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        channels, _, _ = config.image_shape
-        self.quantizer = Quantizer(config.levels)
+        self.codec = _build_codec(config)
+        channels = config.image_shape[0]
         self.likelihood = build_likelihood(config.likelihood, config.levels, channels)
+        tokens = config.data == "tokens"
         self.network = build_network(
-            config.model, channels, self.likelihood.num_params, **config.hyperparameters
+            config.model,
+            channels,
+            self.likelihood.num_params,
+            input_channels=self.codec.input_channels if tokens else None,
+            **config.hyperparameters,
         )
+        self.condition_spec = getattr(self.network, "condition_spec", ConditionSpec())
 
     # ----------------------------------------------------------------- inputs
     @property
@@ -102,6 +135,12 @@ class DensityModel(nn.Module):
         return self.config.levels
 
     @property
+    def quantizer(self) -> Quantizer:
+        if self.codec.kind != "image":
+            raise AttributeError("token models have no colour quantizer")
+        return self.codec.quantizer
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -111,80 +150,72 @@ class DensityModel(nn.Module):
 
     def quantize(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Snap any uint8 images [B, C, H, W] to the nearest representable values."""
-        return self.quantizer.snap(self._as_uint8_batch(images, check_values=False))
+        return self.quantizer.snap(self.codec.check(images, check_values=False))
 
-    def _as_uint8_batch(self, images: Any, check_values: bool = True) -> torch.Tensor:
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(images)
-        if not isinstance(images, torch.Tensor):
-            raise ValueError(f"images must be a torch.Tensor or numpy array, got {type(images)}")
-        if images.dtype != torch.uint8:
-            raise ValueError(f"images must have dtype uint8 (values 0..255), got {images.dtype}")
-        if images.dim() != 4:
-            raise ValueError(
-                f"images must have 4 dimensions [B, C, H, W], got shape {tuple(images.shape)}"
-            )
-        if tuple(images.shape[1:]) != tuple(self.image_shape):
-            raise ValueError(
-                f"images must have shape [B, {', '.join(map(str, self.image_shape))}], "
-                f"got {list(images.shape)}"
-            )
-        if check_values and not self.quantizer.is_valid(images):
-            raise ValueError(
-                f"images hold values that are not among the {self.levels} levels of this model "
-                f"(e.g. {self.quantizer.valid_values()[:4].tolist()}...); "
-                "snap them with model.quantize(images)"
-            )
-        return images
+    def images_to_levels(self, data: Any) -> torch.Tensor:
+        """Validated images (or token grids) -> int64 levels [B, C, H, W] on the device."""
+        return self.codec.to_levels(data, self.device)
 
-    def images_to_levels(self, images: Any) -> torch.Tensor:
-        """Validated uint8 images [B, C, H, W] -> int64 levels on the model's device."""
-        images = self._as_uint8_batch(images)
-        return self.quantizer.to_levels(images.to(self.device))
+    def prepare_condition(self, condition: Any, batch: int) -> dict[str, torch.Tensor] | None:
+        """Check a user's condition and bring it to the network's form for ``batch`` items."""
+        return prepare_condition(
+            self.condition_spec, condition, batch, self.image_shape[1:], self.device, self.dtype
+        )
 
     # ----------------------------------------------------------------- density
-    def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        """Integer levels [B, C, H, W] -> likelihood parameters [B, P, H, W]."""
-        return self.network(self.quantizer.to_input(levels, dtype=self.dtype))
+    def forward(
+        self, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Integer levels [B, C, H, W] (+ prepared condition) -> parameters [B, P, H, W]."""
+        return self.network(self.codec.encode(levels, self.dtype), condition)
 
-    def level_log_probs(self, levels: torch.Tensor) -> torch.Tensor:
+    def level_log_probs(
+        self, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """log p(x_i | x_<i) in nats for integer levels [B, C, H, W] -> [B, C, H, W]."""
-        return self.likelihood.log_prob(self(levels), levels)
+        return self.likelihood.log_prob(self(levels, condition), levels)
 
-    def conditional_log_probs(self, images: Any) -> torch.Tensor:
-        """log p(x_i | x_<i) in nats for every sub-pixel: uint8 [B,C,H,W] -> float [B,C,H,W]."""
-        return self.level_log_probs(self.images_to_levels(images))
+    def _log_probs(self, data: Any, condition: Any) -> torch.Tensor:
+        levels = self.images_to_levels(data)
+        return self.level_log_probs(levels, self.prepare_condition(condition, len(levels)))
 
-    def log_prob(self, images: Any) -> torch.Tensor:
-        """Exact log-likelihood in nats per image: uint8 [B, C, H, W] -> [B]."""
-        return self.conditional_log_probs(images).flatten(1).sum(1)
+    def conditional_log_probs(self, images: Any, condition: Any = None) -> torch.Tensor:
+        """log p(x_i | x_<i) in nats for every sub-pixel: [B,C,H,W] ([B,H,W] for tokens)."""
+        return self.codec.per_subpixel(self._log_probs(images, condition))
 
-    def bits_per_dim(self, images: Any) -> torch.Tensor:
-        """-log2 p(x) / (C * H * W): uint8 [B, C, H, W] -> [B]."""
-        return -self.log_prob(images) / (math.prod(self.image_shape) * math.log(2))
+    def log_prob(self, images: Any, condition: Any = None) -> torch.Tensor:
+        """Exact log-likelihood in nats per image: [B, C, H, W] (or tokens [B, H, W]) -> [B]."""
+        return self._log_probs(images, condition).flatten(1).sum(1)
+
+    def bits_per_dim(self, images: Any, condition: Any = None) -> torch.Tensor:
+        """-log2 p(x) / (C * H * W): -> [B]."""
+        dims = math.prod(self.image_shape)
+        return -self.log_prob(images, condition) / (dims * math.log(2))
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
     def sample(
         self,
         n: int,
+        condition: Any = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Draw ``n`` images: uint8 [n, C, H, W] with values as in the training images."""
+        """Draw ``n`` images, uint8 [n, C, H, W] with values as in the training images
+        (token models: int64 [n, H, W]). ``condition`` is one for all or one per image."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if not isinstance(temperature, (int, float)) or temperature < 0:
             raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        prepared = self.prepare_condition(condition, n)
         levels = torch.zeros(n, *self.image_shape, dtype=torch.int64, device=self.device)
         was_training = self.training
         self.eval()
         try:
             levels = sample_naive(
-                self.network,
+                lambda levels_so_far: self(levels_so_far, prepared),
                 self.likelihood,
-                partial(self.quantizer.to_input, dtype=self.dtype),
                 levels,
                 temperature=float(temperature),
                 generator=generator,
@@ -193,7 +224,7 @@ class DensityModel(nn.Module):
             )
         finally:
             self.train(was_training)
-        return self.quantizer.to_values(levels).cpu()
+        return self.codec.from_levels(levels).cpu()
 
     # ----------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:
@@ -227,19 +258,44 @@ def create(
     levels: int = 256,
     likelihood: str = "categorical",
     preset: str | None = None,
+    data: str = "image",
+    embedding_dim: int = 32,
     **hyperparameters: Any,
 ) -> DensityModel:
     """A new, randomly initialised model.
 
-    ``model`` names the network ("pixelcnn"); ``preset`` picks a named hyperparameter set
-    ("default", "tiny", "paper"), which keyword ``hyperparameters`` then override.
+    ``model`` names the network ("pixelcnn", "gated"); ``preset`` picks a named
+    hyperparameter set ("default", "tiny", "paper"), which keyword ``hyperparameters`` then
+    override (conditioning too: ``num_classes``, ``vector_dim``, ``spatial_channels``).
+
+    ``data="tokens"`` makes a prior over integer grids: ``image_shape`` is then (H, W),
+    ``levels`` the number of symbols K, and each symbol enters through a learned embedding
+    of ``embedding_dim`` channels.
     """
+    if data == "tokens":
+        grid = _check_shape(image_shape[-2:] if len(image_shape) == 3 else image_shape, 2, "grid")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"levels (the number of symbols) must be an int >= 2, got {levels!r}")
+        if (
+            isinstance(embedding_dim, bool)
+            or not isinstance(embedding_dim, int)
+            or embedding_dim < 1
+        ):
+            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
+        shape, dim = (1, *grid), embedding_dim
+    elif data == "image":
+        shape, dim = _check_image_shape(image_shape), 0
+        check_levels(levels)
+    else:
+        raise ValueError(f"data must be 'image' or 'tokens', got {data!r}")
     config = ModelConfig(
         model=model,
-        image_shape=_check_image_shape(image_shape),
-        levels=check_levels(levels),
+        image_shape=shape,
+        levels=levels,
         likelihood=likelihood,
         hyperparameters=resolve_hyperparameters(model, preset, hyperparameters),
+        data=data,
+        embedding_dim=dim,
     )
     return DensityModel(config)
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from torch import nn
 
+from pixelcnn.models.gated import GatedPixelCNN
 from pixelcnn.models.pixelcnn import PixelCNN
 
-NETWORKS: dict[str, type[nn.Module]] = {"pixelcnn": PixelCNN}
+NETWORKS: dict[str, type[nn.Module]] = {"pixelcnn": PixelCNN, "gated": GatedPixelCNN}
 
 # Named hyperparameter sets; the defaults of each class suit 28x28 images on a CPU.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -18,11 +19,23 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "tiny": {"hidden_channels": 12, "residual_blocks": 1, "output_hidden": 24},
         # van den Oord et al. 2016: h = 128 (2h = 256 outside the blocks), 15 residual blocks.
         "paper": {"hidden_channels": 256, "residual_blocks": 15, "output_hidden": 1024},
-    }
+    },
+    "gated": {
+        "default": {},
+        "tiny": {"hidden_channels": 6, "layers": 2, "skip_channels": 12, "output_hidden": 24},
+        # van den Oord et al. 2016 (Conditional PixelCNN): 20 layers of 384 feature maps.
+        "paper": {
+            "hidden_channels": 384,
+            "layers": 20,
+            "kernel_size": 5,
+            "skip_channels": 384,
+            "output_hidden": 1024,
+        },
+    },
 }
 
 # Constructor arguments that the model composition fills in, not the user.
-_STRUCTURAL = ("image_channels", "out_channels")
+_STRUCTURAL = ("image_channels", "out_channels", "input_channels")
 
 
 def hyperparameter_names(name: str) -> list[str]:
@@ -53,14 +66,28 @@ def resolve_hyperparameters(
 
 
 def build_network(
-    name: str, image_channels: int, out_channels: int, **hyperparameters
+    name: str,
+    image_channels: int,
+    out_channels: int,
+    input_channels: int | None = None,
+    **hyperparameters,
 ) -> nn.Module:
-    """Instantiate network ``name`` producing ``out_channels`` parameters per position."""
+    """Instantiate network ``name`` producing ``out_channels`` parameters per position.
+
+    ``input_channels`` is given when the first layer does not receive the image itself
+    (token embeddings); the colour groups always follow ``image_channels``.
+    """
     values = resolve_hyperparameters(name, overrides=hyperparameters)
-    return NETWORKS[name](image_channels=image_channels, out_channels=out_channels, **values)
+    return NETWORKS[name](
+        image_channels=image_channels,
+        out_channels=out_channels,
+        input_channels=input_channels,
+        **values,
+    )
 
 
 __all__ = [
+    "GatedPixelCNN",
     "NETWORKS",
     "PRESETS",
     "PixelCNN",

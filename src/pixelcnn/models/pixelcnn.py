@@ -37,6 +37,8 @@ class PixelCNN(nn.Module):
 
     ``out_channels`` P is what the likelihood needs (C * L logits for the categorical one,
     ordered by channel, then level), and must be a multiple of the image channels C.
+    ``input_channels`` is what the first layer receives when it is not the image itself
+    (the embedding of a token grid).
     """
 
     # The sampler may crop the input below the row being generated: no layer mixes rows
@@ -47,6 +49,7 @@ class PixelCNN(nn.Module):
         self,
         image_channels: int,
         out_channels: int,
+        input_channels: int | None = None,
         hidden_channels: int = 64,
         residual_blocks: int = 7,
         output_hidden: int = 128,
@@ -62,7 +65,8 @@ class PixelCNN(nn.Module):
         if out_channels % image_channels:
             raise ValueError(f"out_channels {out_channels} is not a multiple of {image_channels}")
         groups = image_channels
-        self.input = MaskedConv2d(image_channels, hidden_channels, input_kernel, "A", groups)
+        in_channels = input_channels or image_channels  # embeddings for token grids
+        self.input = MaskedConv2d(in_channels, hidden_channels, input_kernel, "A", groups)
         self.blocks = nn.Sequential(
             *(
                 ResidualBlock(hidden_channels, residual_kernel, groups)

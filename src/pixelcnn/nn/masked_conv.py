@@ -20,21 +20,34 @@ from torch import nn
 MASK_TYPES = ("A", "B")
 
 
-def channel_groups(channels: int, groups: int) -> torch.Tensor:
-    """Colour group of each channel: contiguous blocks, [channels] int64 in [0, groups)."""
-    if channels < groups:
-        raise ValueError(f"need at least {groups} channels to split into {groups} groups")
-    return torch.arange(channels) * groups // channels
+def channel_groups(channels: int, groups: int, blocks: int = 1) -> torch.Tensor:
+    """Colour group of each channel, [channels] int64 in [0, groups).
+
+    The channels are ``blocks`` equal blocks (e.g. the tanh and sigmoid halves of a gate),
+    and each block is split into ``groups`` contiguous runs, so channel j of every block has
+    the same colour.
+    """
+    if channels % blocks:
+        raise ValueError(f"{channels} channels do not split into {blocks} equal blocks")
+    per_block = channels // blocks
+    if per_block < groups:
+        raise ValueError(f"need at least {groups} channels per block to split into {groups} groups")
+    return torch.arange(channels) % per_block * groups // per_block
 
 
 def causal_mask(
-    out_channels: int, in_channels: int, kernel_size: int, mask_type: str, groups: int = 1
+    out_channels: int,
+    in_channels: int,
+    kernel_size: int,
+    mask_type: str,
+    groups: int = 1,
+    out_blocks: int = 1,
 ) -> torch.Tensor:
     """Mask [out, in, k//2 + 1, k] for a kernel cropped to the rows up to the centre.
 
     Rows above the centre and the taps left of the centre are open; taps right of the centre
     are closed; the centre tap connects in-group g_in to out-group g_out when g_in < g_out
-    (mask A) or g_in <= g_out (mask B).
+    (mask A) or g_in <= g_out (mask B). ``out_blocks`` as in :func:`channel_groups`.
     """
     if mask_type not in MASK_TYPES:
         raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
@@ -44,7 +57,7 @@ def causal_mask(
     mask = torch.zeros(out_channels, in_channels, centre + 1, kernel_size)
     mask[:, :, :centre, :] = 1.0
     mask[:, :, centre, :centre] = 1.0
-    g_out = channel_groups(out_channels, groups)[:, None]
+    g_out = channel_groups(out_channels, groups, out_blocks)[:, None]
     g_in = channel_groups(in_channels, groups)[None, :]
     allowed = g_in < g_out if mask_type == "A" else g_in <= g_out
     mask[:, :, centre, centre] = allowed.to(mask.dtype)
@@ -53,6 +66,10 @@ def causal_mask(
 
 class MaskedConv2d(nn.Module):
     """Causal k x k convolution, [B, in, H, W] -> [B, out, H, W] (same spatial size).
+
+    With ``row_only`` the kernel is the 1 x (k//2 + 1) part of the current row up to the
+    centre: the horizontal stack of the Gated PixelCNN. ``out_blocks`` > 1 says the output
+    is that many blocks with the same colour groups each (a gate's two halves).
 
     The mask is applied functionally (``weight * mask``) so masked taps get no gradient,
     stay exactly zero in checkpoints, and the layer works under torch.compile and DDP.
@@ -66,6 +83,8 @@ class MaskedConv2d(nn.Module):
         mask_type: str = "B",
         groups: int = 1,
         bias: bool = True,
+        row_only: bool = False,
+        out_blocks: int = 1,
     ):
         super().__init__()
         self.in_channels = in_channels
@@ -73,7 +92,13 @@ class MaskedConv2d(nn.Module):
         self.kernel_size = kernel_size
         self.mask_type = mask_type
         self.groups = groups
-        mask = causal_mask(out_channels, in_channels, kernel_size, mask_type, groups)
+        self.row_only = row_only
+        half = kernel_size // 2
+        mask = causal_mask(out_channels, in_channels, kernel_size, mask_type, groups, out_blocks)
+        if row_only:
+            mask = mask[:, :, half:, : half + 1].contiguous()
+        # left, right, top, bottom padding: nothing below, and nothing right of a row kernel
+        self._padding = (half, 0, 0, 0) if row_only else (half, half, half, 0)
         self.register_buffer("mask", mask, persistent=False)
         self.weight = nn.Parameter(torch.empty_like(mask))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -89,11 +114,10 @@ class MaskedConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"mask_type={self.mask_type}, groups={self.groups}"
+            f"mask_type={self.mask_type}, groups={self.groups}, row_only={self.row_only}"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        half = self.kernel_size // 2
-        if half:
-            x = F.pad(x, (half, half, half, 0))  # left, right, top, bottom: nothing below
+        if any(self._padding):
+            x = F.pad(x, self._padding)
         return F.conv2d(x, self.weight * self.mask, self.bias)

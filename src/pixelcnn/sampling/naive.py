@@ -14,9 +14,8 @@ from tqdm.auto import tqdm
 
 @torch.no_grad()
 def sample_naive(
-    network: Callable[[torch.Tensor], torch.Tensor],
+    parameters_of: Callable[[torch.Tensor], torch.Tensor],
     likelihood,
-    to_input: Callable[[torch.Tensor], torch.Tensor],
     levels: torch.Tensor,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
@@ -26,9 +25,10 @@ def sample_naive(
 ) -> torch.Tensor:
     """Fill ``levels`` [B, C, H, W] (int64) in raster order from sub-pixel index ``start`` on.
 
-    ``network`` maps the network input [B, C, h, W] to parameters [B, P, h, W];
-    ``to_input`` maps levels to that input. Sub-pixels before ``start`` (raster position,
-    then channel) are kept as given, which is what completion needs. Returns a new tensor.
+    ``parameters_of`` maps the levels of the top rows [B, C, h, W] to the likelihood's
+    parameters [B, P, h, W] (the network, with any condition bound). Sub-pixels before
+    ``start`` (raster position, then channel) are kept as given, which is what completion
+    needs. Returns a new tensor.
     """
     levels = levels.clone()
     _, channels, height, width = levels.shape
@@ -42,7 +42,7 @@ def sample_naive(
         rows = height
         if row_multiple:
             rows = min(height, -(-(row + 1) // row_multiple) * row_multiple)
-        params = network(to_input(levels[:, :, :rows]))
+        params = parameters_of(levels[:, :, :rows])
         pixel_params = params[:, :, row : row + 1, col : col + 1]
         drawn = likelihood.sample(pixel_params, temperature, generator)[:, :, 0, 0]
         if likelihood.joint_channels:

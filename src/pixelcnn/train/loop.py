@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from pixelcnn.conditions import select
 from pixelcnn.evaluate import evaluate
 from pixelcnn.model import DensityModel, ModelConfig, load_weights
 from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
@@ -78,8 +80,10 @@ def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
     )
 
 
-def _mean_bits_per_dim(model: DensityModel, levels: torch.Tensor) -> torch.Tensor:
-    nats = -model.level_log_probs(levels).flatten(1).sum(1)
+def _mean_bits_per_dim(
+    model: DensityModel, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
+) -> torch.Tensor:
+    nats = -model.level_log_probs(levels, condition).flatten(1).sum(1)
     return nats.mean() / (math.prod(model.image_shape) * math.log(2))
 
 
@@ -92,6 +96,8 @@ def train(
     resume: bool = False,
     log: Callable[[str], None] = print,
     stop_at: int | None = None,
+    train_condition: Any = None,
+    test_condition: Any = None,
 ) -> TrainResult:
     """Train ``model`` on uint8 images [N, C, H, W] (valid levels), writing into ``run_dir``.
 
@@ -99,7 +105,8 @@ def train(
     ``metrics.jsonl`` and ``training_curve.png``. With ``resume`` the newest checkpoint is
     restored and training continues up to ``options.steps``. ``stop_at`` ends this call
     early at that step (with a checkpoint), leaving the schedule as if it went on: training
-    in chunks, or a test of resuming.
+    in chunks, or a test of resuming. Conditional models take one condition per image in
+    ``train_condition`` / ``test_condition`` (class labels [N], vectors [N, d], ...).
     """
     options.check()
     run_dir = Path(run_dir)
@@ -107,9 +114,11 @@ def train(
     device = model.device
     # Levels are stored as uint8 (L <= 256) and widened per batch to keep memory small.
     train_levels = model.images_to_levels(train_images).to(torch.uint8)
-    eval_set = None
+    conditions = model.prepare_condition(train_condition, len(train_levels))
+    eval_set = eval_condition = None
     if test_images is not None and len(test_images):
         eval_set = test_images[: options.eval_images or None]
+        eval_condition = select(test_condition, slice(0, len(eval_set)))
     batch_size = min(options.batch_size, len(train_levels))
 
     optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
@@ -139,7 +148,7 @@ def train(
         while step < last:
             indices = batch_indices(step, len(train_levels), batch_size, options.seed)
             levels = train_levels[indices].to(device=device, dtype=torch.int64)
-            loss = _mean_bits_per_dim(model, levels)
+            loss = _mean_bits_per_dim(model, levels, select(conditions, indices))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if options.grad_clip:
@@ -168,7 +177,9 @@ def train(
                 }
                 result.train_bpd = record["train_bpd"]
                 if evaluate_now:
-                    result.test_bpd = evaluate(model, eval_set).bits_per_dim
+                    result.test_bpd = evaluate(
+                        model, eval_set, condition=eval_condition
+                    ).bits_per_dim
                     record["test_bpd"] = result.test_bpd
                     bar.write(
                         f"step {step}: train {record['train_bpd']:.4f} bits/dim, "

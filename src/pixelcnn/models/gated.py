@@ -1,0 +1,77 @@
+"""Gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN
+Decoders"): vertical + horizontal stacks without a blind spot, gated units, residual and skip
+connections, and optional conditioning on classes, vectors and spatial maps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pixelcnn.nn import ConditionSpec, GatedBlock, MaskedConv2d
+
+
+class GatedPixelCNN(nn.Module):
+    """Network input [B, C_in, H, W] (+ condition) -> likelihood parameters [B, P, H, W].
+
+    ``image_channels`` C sets the colour groups (R -> G -> B for C = 3); ``input_channels``
+    is what the first layer receives (C for images, the embedding size for token grids).
+    The first block uses ``input_kernel``, the others ``kernel_size``; every block's skip
+    output is summed into a two-layer 1x1 head.
+    """
+
+    row_multiple = 1  # outputs at rows <= r never depend on rows > r
+
+    def __init__(
+        self,
+        image_channels: int,
+        out_channels: int,
+        input_channels: int | None = None,
+        hidden_channels: int = 48,
+        layers: int = 8,
+        kernel_size: int = 3,
+        input_kernel: int = 7,
+        skip_channels: int = 96,
+        output_hidden: int = 128,
+        num_classes: int = 0,
+        vector_dim: int = 0,
+        spatial_channels: int = 0,
+    ):
+        super().__init__()
+        groups = image_channels
+        if hidden_channels < groups or skip_channels < groups:
+            raise ValueError(f"hidden_channels and skip_channels must be at least {groups}")
+        if layers < 1:
+            raise ValueError(f"layers must be at least 1, got {layers}")
+        self.condition_spec = ConditionSpec(num_classes, vector_dim, spatial_channels)
+        in_channels = input_channels or image_channels
+        self.blocks = nn.ModuleList(
+            GatedBlock(
+                in_channels if i == 0 else hidden_channels,
+                hidden_channels,
+                skip_channels,
+                input_kernel if i == 0 else kernel_size,
+                groups,
+                first=i == 0,
+                condition=self.condition_spec,
+            )
+            for i in range(layers)
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            MaskedConv2d(skip_channels, output_hidden, 1, "B", groups),
+            nn.ReLU(),
+            MaskedConv2d(output_hidden, out_channels, 1, "B", groups),
+        )
+
+    def forward(
+        self, x: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        if bool(self.condition_spec) != (condition is not None):
+            raise ValueError("a condition must be given exactly when the network is conditional")
+        v = h = x
+        skips = 0
+        for block in self.blocks:
+            v, h, skip = block(v, h, condition)
+            skips = skips + skip
+        return self.head(skips)
