@@ -14,16 +14,21 @@ def perturb(model, scale: float = 1.0, seed: int = 0):
     return model
 
 
-def dependency_matrix(network, image_shape, params_per_channel, trials: int = 8) -> torch.Tensor:
+def dependency_matrix(
+    network, image_shape, params_per_channel, trials: int = 8, condition=None
+) -> torch.Tensor:
     """D[o, i] = True when network output sub-pixel o has non-zero gradient wrt input i
     for at least one of ``trials`` random inputs (one input can leave a ReLU path dead).
+    ``condition`` is a prepared condition dict for a batch of ``trials``.
 
     Sub-pixels are numbered in the autoregressive order: raster position, then channel.
     """
     channels, height, width = image_shape
     x = torch.randn(trials, *image_shape, dtype=torch.float64)
     network = network.double()
-    jac = torch.autograd.functional.jacobian(lambda v: network(v), x)
+    if condition is not None:
+        condition = {k: v.double() if v.is_floating_point() else v for k, v in condition.items()}
+    jac = torch.autograd.functional.jacobian(lambda v: network(v, condition), x, vectorize=True)
     # [T, C*P, H, W, T, C, H, W] -> per trial [C, P, H, W, C, H, W]
     jac = torch.stack([jac[t, :, :, :, t] for t in range(trials)])
     jac = jac.reshape(trials, channels, params_per_channel, height, width, channels, height, width)
