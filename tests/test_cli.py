@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import pixelcnn
 from pixelcnn.cli import main
@@ -69,6 +70,30 @@ def test_existing_run_is_kept_unless_resume_or_force(tmp_path, capsys):
     assert "resumed from" in capsys.readouterr().out
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 9
+
+
+def test_class_conditional_training_sampling_and_evaluation(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--conditional", "--samples", "20") == 0
+    model = pixelcnn.load(run)
+    assert model.condition_spec.num_classes == 10
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(run), "--per-class", "2", "--out", str(grid), "--quiet"]) == 0
+    # 8x8 digits with 2 pixels of padding, the whole grid enlarged 16x: a row per class
+    assert Image.open(grid).size == ((2 * 10 + 2) * 16, (10 * 10 + 2) * 16)
+    assert main(["sample", str(run), "--class", "7", "--n", "3", "--quiet"]) == 0
+    assert main(["eval", str(run), "--json", "--limit", "30", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 30
+    for argv, message in [
+        (["sample", str(run), "--quiet"], "conditional"),
+        (["sample", str(run), "--class", "10"], "0..9"),
+        (
+            ["train", "--out", str(tmp_path / "p"), *TINY, "--model", "pixelcnn", "--conditional"],
+            "conditioning",
+        ),
+    ]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_rgb_npz_data_trains_and_evaluates(tmp_path, capsys):

@@ -12,6 +12,7 @@ import torch
 import pixelcnn
 from pixelcnn.data import load_dataset
 from pixelcnn.evaluate import evaluate
+from pixelcnn.models import hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.run_dir import (
@@ -25,6 +26,7 @@ from pixelcnn.train.run_dir import (
 # Arguments stored in train_args.json that decide what a run is; --resume reuses them.
 RUN_ARGUMENTS = (
     "model",
+    "conditional",
     "preset",
     "hp",
     "levels",
@@ -43,9 +45,18 @@ RUN_ARGUMENTS = (
 )
 
 
-def load_images(name: str, split: str, data_dir: str | None, size: int | None) -> torch.Tensor:
-    """uint8 images [N, C, H, W] of a dataset split, optionally resized to size x size."""
-    return torch.from_numpy(load_dataset(name, split=split, root=data_dir, size=size).images)
+def load_split(
+    name: str, split: str, data_dir: str | None, size: int | None, labels: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
+    """uint8 images [N, C, H, W] of a dataset split (resized to size x size when given), and
+    with ``labels`` its int64 labels [N] and number of classes."""
+    dataset = load_dataset(name, split=split, root=data_dir, size=size)
+    images = torch.from_numpy(dataset.images)
+    if not labels:
+        return images, None, None
+    if dataset.labels is None:
+        raise ValueError(f"{name} has no labels, so it cannot train a class-conditional model")
+    return images, torch.from_numpy(dataset.labels).long(), dataset.num_classes
 
 
 def parse_hyperparameters(pairs: list[str]) -> dict[str, Any]:
@@ -75,15 +86,24 @@ def run_train(args: argparse.Namespace) -> None:
     if args.steps is None:
         args.steps = 2000
 
-    train_images = load_images(args.data, "train", args.data_dir, args.size)
-    test_images = load_images(args.data, "test", args.data_dir, args.size)
+    hyperparameters = parse_hyperparameters(args.hp)
+    train_images, train_labels, classes = load_split(
+        args.data, "train", args.data_dir, args.size, labels=args.conditional
+    )
+    test_images, test_labels, _ = load_split(
+        args.data, "test", args.data_dir, args.size, labels=args.conditional
+    )
+    if args.conditional:
+        if "num_classes" not in hyperparameter_names(args.model):
+            raise ValueError(f"--conditional needs a model with conditioning, not {args.model}")
+        hyperparameters["num_classes"] = classes
     torch.manual_seed(args.seed)
     model = pixelcnn.create(
         args.model,
         image_shape=tuple(train_images.shape[1:]),
         levels=args.levels,
         preset=args.preset,
-        **parse_hyperparameters(args.hp),
+        **hyperparameters,
     )
     if torch.cuda.is_available():
         model.to("cuda")
@@ -111,29 +131,68 @@ def run_train(args: argparse.Namespace) -> None:
         f"{len(train_images)} train / {len(test_images)} test images of shape "
         f"{list(train_images.shape[1:])}, {args.levels} levels, {args.steps} steps"
     )
-    train(model, train_images, test_images, options, run_dir, resume=args.resume)
+    train(
+        model,
+        train_images,
+        test_images,
+        options,
+        run_dir,
+        resume=args.resume,
+        train_condition=train_labels,
+        test_condition=test_labels,
+    )
 
     if args.samples:
         generator = torch.Generator(device=model.device).manual_seed(args.seed)
-        images = model.sample(args.samples, generator=generator, progress=not args.quiet)
-        print(f"samples: {save_image_grid(images, run_dir / SAMPLES_FILE)}")
-    result = evaluate(model, test_images, progress=not args.quiet)
+        if args.conditional:  # one row per class
+            per_class = max(1, args.samples // classes)
+            labels = torch.arange(classes).repeat_interleave(per_class)
+            images = model.sample(len(labels), labels, generator=generator, progress=not args.quiet)
+            path = save_image_grid(images, run_dir / SAMPLES_FILE, columns=per_class)
+        else:
+            images = model.sample(args.samples, generator=generator, progress=not args.quiet)
+            path = save_image_grid(images, run_dir / SAMPLES_FILE)
+        print(f"samples: {path}")
+    result = evaluate(model, test_images, progress=not args.quiet, condition=test_labels)
     print(
         f"test bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
         f"({result.count} {args.data} test images, {args.levels} levels)"
     )
 
 
+def sample_condition(model, args: argparse.Namespace) -> tuple[Any, int, int | None]:
+    """The condition, number of images and grid columns that ``pixelcnn sample`` asked for."""
+    classes = model.condition_spec.num_classes
+    if args.per_class is not None or args.class_label is not None:
+        if not classes:
+            raise ValueError("--class and --per-class need a class-conditional model")
+        if model.condition_spec.vector_dim or model.condition_spec.spatial_channels:
+            raise ValueError("this model also needs vector or spatial conditions; use the API")
+    elif model.condition_spec:
+        raise ValueError(
+            f"this model is conditional: pass --class 0..{classes - 1} or --per-class N"
+        )
+    if args.per_class is not None:
+        if args.per_class < 1:
+            raise ValueError(f"--per-class must be at least 1, got {args.per_class}")
+        labels = torch.arange(classes).repeat_interleave(args.per_class)
+        return labels, len(labels), args.per_class
+    if args.class_label is not None and not 0 <= args.class_label < classes:
+        raise ValueError(f"--class must be in 0..{classes - 1}, got {args.class_label}")
+    return args.class_label, args.n, args.columns
+
+
 def run_sample(args: argparse.Namespace) -> None:
     model = pixelcnn.load(args.run)
     if torch.cuda.is_available():
         model.to("cuda")
+    condition, n, columns = sample_condition(model, args)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     images = model.sample(
-        args.n, temperature=args.temperature, generator=generator, progress=not args.quiet
+        n, condition, temperature=args.temperature, generator=generator, progress=not args.quiet
     )
     out = Path(args.out) if args.out else Path(args.run) / SAMPLES_FILE
-    print(f"samples: {save_image_grid(images, out, columns=args.columns)}")
+    print(f"samples: {save_image_grid(images, out, columns=columns)}")
 
 
 def run_eval(args: argparse.Namespace) -> None:
@@ -151,15 +210,21 @@ def run_eval(args: argparse.Namespace) -> None:
         raise ValueError("name the data to evaluate on with --data")
     data_dir = args.data_dir if args.data else (args.data_dir or stored.get("data_dir"))
     size = args.size if args.size is not None else stored.get("size")
-    images = load_images(data, args.split, data_dir, size)
+    if model.condition_spec and not model.condition_spec.num_classes:
+        raise ValueError("this model needs vector or spatial conditions; evaluate it with the API")
+    conditional = bool(model.condition_spec)
+    images, labels, _ = load_split(data, args.split, data_dir, size, labels=conditional)
     if args.limit:
         images = images[: args.limit]
+        labels = labels[: args.limit] if labels is not None else None
     if tuple(images.shape[1:]) != tuple(model.image_shape):
         raise ValueError(
             f"{data} images have shape {list(images.shape[1:])} but the model takes "
             f"{list(model.image_shape)} (use --size)"
         )
-    result = evaluate(model, model.quantize(images), args.batch_size, progress=not args.quiet)
+    result = evaluate(
+        model, model.quantize(images), args.batch_size, progress=not args.quiet, condition=labels
+    )
     if args.json:
         print(json.dumps({"data": data, "split": args.split, **result.as_dict()}))
     else:

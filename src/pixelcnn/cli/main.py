@@ -26,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model into a run directory")
-    train.add_argument("--model", default="pixelcnn", choices=sorted(NETWORKS))
+    train.add_argument("--model", default="gated", choices=sorted(NETWORKS))
+    train.add_argument(
+        "--conditional", action="store_true", help="condition on the dataset's class labels"
+    )
     presets = sorted({p for model in PRESETS.values() for p in model})
     train.add_argument("--preset", default=None, choices=presets, help="hyperparameter set")
     train.add_argument(
@@ -58,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="write a PNG grid of samples from a run")
     sample.add_argument("run", help="run directory (or saved model directory)")
     sample.add_argument("--n", type=int, default=16, help="number of images")
+    sample.add_argument(
+        "--class", dest="class_label", type=int, default=None, help="class to sample"
+    )
+    sample.add_argument(
+        "--per-class", type=int, default=None, metavar="N", help="a grid row of N per class"
+    )
     sample.add_argument("--temperature", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--columns", type=int, default=None)

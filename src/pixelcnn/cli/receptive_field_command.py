@@ -1,0 +1,73 @@
+"""``pixelcnn receptive-field``: draw receptive fields measured by gradients as PNG files.
+
+Kept in its own module so the parser stays light: the library is imported only in ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pixelcnn.models import NETWORKS
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``receptive-field`` sub-command to the ``pixelcnn`` sub-parsers."""
+    parser = commands.add_parser(
+        "receptive-field",
+        help="draw receptive fields (measured by gradients) as PNG pictures",
+        description=(
+            "Write the classic PixelCNN receptive-field pictures (mask A/B stacks, the blind "
+            "spot) and, with --run or --model, the field of one model's output pixel."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", default=None, help="run directory (or saved model directory)")
+    source.add_argument(
+        "--model",
+        default=None,
+        choices=sorted(NETWORKS),
+        help="also draw a new default-configuration model of this kind on a --size image",
+    )
+    parser.add_argument("--size", type=int, default=7, help="image size of the pictures")
+    parser.add_argument("--layers", type=int, default=4, help="depth of the classic stacks")
+    parser.add_argument("--row", type=int, default=None, help="output pixel row (default centre)")
+    parser.add_argument("--col", type=int, default=None, help="output pixel column")
+    parser.add_argument("--out", required=True, help="directory for the PNG files")
+    return parser
+
+
+def _position(args: argparse.Namespace, model) -> tuple[int, int] | None:
+    """(row, col) from --row/--col; a missing one is the centre coordinate."""
+    if args.row is None and args.col is None:
+        return None
+    if model is None:
+        raise ValueError("--row/--col choose a pixel of a model: give --run or --model")
+    height, width = model.image_shape[1:]
+    row = height // 2 if args.row is None else args.row
+    col = width // 2 if args.col is None else args.col
+    return row, col
+
+
+def _load_model(args: argparse.Namespace):
+    """The model to draw: loaded from --run, new from --model, or None."""
+    import pixelcnn
+
+    if args.run is not None:
+        return pixelcnn.load(args.run)
+    if args.model is not None:
+        return pixelcnn.create(args.model, (1, args.size, args.size), levels=2)
+    return None
+
+
+def run(args: argparse.Namespace) -> None:
+    """Write the pictures into --out and print their paths, one per line."""
+    from pixelcnn.receptive_field import write_figures
+
+    for name in ("size", "layers"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be positive, got {getattr(args, name)}")
+    model = _load_model(args)
+    position = _position(args, model)
+    paths = write_figures(args.out, args.size, args.layers, model=model, position=position)
+    for path in paths:
+        print(path)
