@@ -49,20 +49,9 @@ SCHEMA_VERSION = 1
 # The models measured: one line each. ``model``/``preset``/``hyperparameters`` go straight to
 # ``pixelcnn.create``; ``image_shape`` is (C, H, W).
 MODELS: list[dict[str, Any]] = [
-    {
-        "name": "pixelcnn",
-        "model": "pixelcnn",
-        "image_shape": (1, 28, 28),
-        "preset": "default",
-        "hyperparameters": {},
-    },
-    {
-        "name": "pixelcnn",
-        "model": "pixelcnn",
-        "image_shape": (3, 32, 32),
-        "preset": "default",
-        "hyperparameters": {},
-    },
+    {"name": name, "model": name, "image_shape": shape, "preset": "default", "hyperparameters": {}}
+    for name in ("pixelcnn", "gated")
+    for shape in ((1, 28, 28), (3, 32, 32))
 ]
 
 # Dense reference convolutions, [B, C_in, H, W] -> C_out with a k x k kernel, padding k//2.

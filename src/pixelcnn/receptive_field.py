@@ -404,10 +404,12 @@ def _blind_spot_panels(size: int, layers: int) -> list[tuple]:
     ]
 
 
-def _check_figure_size(size: int, layers: int) -> None:
-    for name, value in (("size", size), ("layers", layers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+def check_figure_size(size: int, layers: int) -> None:
+    """One-line ValueError unless 1 <= size <= 64 and 1 <= layers <= 16."""
+    # Upper bounds keep the pictures readable (and their files a few hundred kB at most).
+    for name, value, most in (("size", size, 64), ("layers", layers, 16)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ValueError(f"{name} must be an int from 1 to {most}, got {value!r}")
 
 
 def classic_figures(size: int = 7, layers: int = 4) -> dict[str, Image.Image]:
@@ -418,7 +420,7 @@ def classic_figures(size: int = 7, layers: int = 4) -> dict[str, Image.Image]:
     uses randomly initialised tiny networks of depth ``layers`` on an image large enough
     to show where their fields end.
     """
-    _check_figure_size(size, layers)
+    check_figure_size(size, layers)
     depths = range(1, layers + 1)
     # Fixed random inputs and weights: the same pictures every time, caller's RNG untouched.
     with torch.random.fork_rng(devices=[]):
@@ -427,18 +429,16 @@ def classic_figures(size: int = 7, layers: int = 4) -> dict[str, Image.Image]:
         all_a = _stack_panels(["A" * d for d in depths], size)
         all_b = _stack_panels(["B" * d for d in depths], size)
         blind = _blind_spot_panels(size, layers)
-    return {
-        "growth": render_panels(
-            growth, title="Mask A, then mask B: the field grows up-left; a blind spot up-right"
-        ),
-        "all_a": render_panels(
-            all_a, title="Only mask A: every layer hides its own pixel, so pixels are lost"
-        ),
-        "all_b": render_panels(all_b, title="Only mask B: the target pixel sees itself (a leak)"),
-        "blind_spot": render_panels(
-            blind, title="PixelCNN's blind spot vs Gated PixelCNN's full field"
-        ),
+    # Cells shrink for large images so a row of panels stays about 1300 pixels wide.
+    scale = max(12, min(40, 320 // size))
+    titles = {
+        "growth": "Mask A, then mask B: the field grows up-left; a blind spot up-right",
+        "all_a": "Only mask A: every layer hides its own pixel, so pixels are lost",
+        "all_b": "Only mask B: the target pixel sees itself (a leak)",
+        "blind_spot": "PixelCNN's blind spot vs Gated PixelCNN's full field",
     }
+    panels = {"growth": growth, "all_a": all_a, "all_b": all_b, "blind_spot": blind}
+    return {name: render_panels(panels[name], title=titles[name], scale=scale) for name in titles}
 
 
 def _model_panel(model: Any, position: Position | None) -> tuple[str, torch.Tensor, Position]:
@@ -468,7 +468,7 @@ def write_figures(
     """Write the classic figures as ``<name>.png`` into ``out_dir`` and, given a
     DensityModel, ``model_receptive_field.png`` for its output at ``position`` (default:
     the centre). -> the paths written."""
-    _check_figure_size(size, layers)
+    check_figure_size(size, layers)
     out_dir = Path(out_dir)
     if model is not None:  # fail on a bad position before any file is written
         panel = _model_panel(model, position)
@@ -492,6 +492,7 @@ def write_figures(
 
 __all__ = [
     "causal_reach",
+    "check_figure_size",
     "classic_figures",
     "input_sensitivity",
     "masked_stack",

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from pixelcnn.cli import receptive_field_command
 from pixelcnn.models import NETWORKS, PRESETS
 
 EXIT_USAGE = 2
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--quiet", action="store_true")
+
+    receptive_field_command.add_parser(commands)
     return parser
 
 
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": commands.run_train,
         "sample": commands.run_sample,
         "eval": commands.run_eval,
+        "receptive-field": receptive_field_command.run,
     }
     try:
         handler[args.command](args)

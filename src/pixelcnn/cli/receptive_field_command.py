@@ -61,11 +61,9 @@ def _load_model(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> None:
     """Write the pictures into --out and print their paths, one per line."""
-    from pixelcnn.receptive_field import write_figures
+    from pixelcnn.receptive_field import check_figure_size, write_figures
 
-    for name in ("size", "layers"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be positive, got {getattr(args, name)}")
+    check_figure_size(args.size, args.layers)  # before building or loading a model
     model = _load_model(args)
     position = _position(args, model)
     paths = write_figures(args.out, args.size, args.layers, model=model, position=position)
