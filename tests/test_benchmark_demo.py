@@ -1,21 +1,23 @@
-"""The demo-quality benchmark runs the README's job and writes its results and docs section."""
+"""The quality benchmarks (demo job, equal-time comparison) run and write results and docs."""
 
 import importlib.util
 import json
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_quality.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load_script():
-    sys.path.insert(0, str(SCRIPT.parent))  # where the scripts find common.py
+def _load_script(name="demo_quality"):
+    sys.path.insert(0, str(BENCHMARKS))  # where the scripts find common.py
     try:
-        spec = importlib.util.spec_from_file_location("benchmark_demo_quality", SCRIPT)
+        spec = importlib.util.spec_from_file_location(
+            f"benchmark_{name}", BENCHMARKS / f"{name}.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(SCRIPT.parent))
+        sys.path.remove(str(BENCHMARKS))
     return module
 
 
@@ -35,3 +37,18 @@ def test_demo_quality_smoke_run_writes_json_samples_and_docs(tmp_path):
     text = docs.read_text()
     assert "old" not in text and text.count("<!-- demo:start -->") == 1
     assert "| 4 | mnist5k | 2 |" in text
+
+
+def test_equal_time_comparison_smoke_run(tmp_path):
+    compare = _load_script("compare_models")
+    docs = tmp_path / "B.md"
+    argv = ["--minutes", "0.005", "--size", "8", "--samples", "2", "--data", "mnist5k"]
+    results = compare.main([*argv, "--out", str(tmp_path / "c.json"), "--update-docs", str(docs)])
+    assert [r["model"] for r in results["runs"]] == ["pixelcnn", "gated"]
+    for run in results["runs"]:
+        assert run["levels"] == 2 and run["metric"] == "nats_per_image"
+        assert run["steps"] >= 1 and run["test_images"] == 500
+        assert 0 < run["nats_per_image"] < 64 * 1.1  # 8x8 binary pixels: uniform is 44 nats
+        assert Path(run["samples"]).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "c.json").read_text())["minutes"] == 0.005
+    assert "<!-- compare:start -->" in docs.read_text()

@@ -84,7 +84,7 @@ def run_train(args: argparse.Namespace) -> None:
     else:
         check_new_run(run_dir, force=args.force)
     if args.steps is None:
-        args.steps = 2000
+        args.steps = TrainOptions().steps
 
     hyperparameters = parse_hyperparameters(args.hp)
     train_images, train_labels, classes = load_split(

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--data-dir", default=None, help="where the dataset's files are")
     train.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
-    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 2000)")
+    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1500)")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     train.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])

@@ -25,7 +25,7 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class TrainOptions:
-    steps: int = 2000
+    steps: int = 1500
     batch_size: int = 32
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # cosine decays to 5% of the rate over ``steps``
