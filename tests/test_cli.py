@@ -105,6 +105,11 @@ def test_rgb_npz_data_trains_and_evaluates(tmp_path, capsys):
     argv = ["train", "--out", str(run), "--data", str(tmp_path / "colour.npz"), "--steps", "3"]
     assert main([*argv, "--preset", "tiny", "--levels", "8", "--samples", "2", "--quiet"]) == 0
     assert pixelcnn.load(run).image_shape == (3, 6, 6)
+    mixture = tmp_path / "mixture"
+    argv = ["train", "--out", str(mixture), "--data", str(tmp_path / "colour.npz"), "--steps", "3"]
+    argv += ["--preset", "tiny", "--likelihood", "logistic_mixture", "--samples", "2", "--quiet"]
+    assert main(argv) == 0
+    assert pixelcnn.load(mixture).config.likelihood == "logistic_mixture"
     assert main(["eval", str(run), "--json", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["images"] == 10 and 2.5 < result["bits_per_dim"] < 3.5  # log2(8) = 3

@@ -116,11 +116,14 @@ class DensityModel(nn.Module):
         channels = config.image_shape[0]
         self.likelihood = build_likelihood(config.likelihood, config.levels, channels)
         tokens = config.data == "tokens"
+        # A likelihood that draws whole pixels (the logistic mixture couples R -> G -> B
+        # itself) needs a network that sees nothing of the current pixel: one colour group.
+        groups = 1 if self.likelihood.joint_channels else channels
         self.network = build_network(
             config.model,
-            channels,
+            groups,
             self.likelihood.num_params,
-            input_channels=self.codec.input_channels if tokens else None,
+            input_channels=self.codec.input_channels if tokens or groups != channels else None,
             **config.hyperparameters,
         )
         self.condition_spec = getattr(self.network, "condition_spec", ConditionSpec())

@@ -26,6 +26,7 @@ from pixelcnn.train.run_dir import (
 # Arguments stored in train_args.json that decide what a run is; --resume reuses them.
 RUN_ARGUMENTS = (
     "model",
+    "likelihood",
     "conditional",
     "preset",
     "hp",
@@ -102,6 +103,7 @@ def run_train(args: argparse.Namespace) -> None:
         args.model,
         image_shape=tuple(train_images.shape[1:]),
         levels=args.levels,
+        likelihood=args.likelihood,
         preset=args.preset,
         **hyperparameters,
     )
