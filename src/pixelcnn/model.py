@@ -22,7 +22,7 @@ from torch import nn
 from pixelcnn.codecs import ImageCodec, TokenCodec
 from pixelcnn.conditions import prepare_condition
 from pixelcnn.likelihoods import build_likelihood
-from pixelcnn.models import build_network, resolve_hyperparameters
+from pixelcnn.models import DEFAULT_LIKELIHOODS, build_network, resolve_hyperparameters
 from pixelcnn.nn import ConditionSpec
 from pixelcnn.quantize import Quantizer, check_levels
 from pixelcnn.sampling import sample_naive
@@ -259,7 +259,7 @@ def create(
     model: str,
     image_shape: tuple[int, int, int],
     levels: int = 256,
-    likelihood: str = "categorical",
+    likelihood: str | None = None,
     preset: str | None = None,
     data: str = "image",
     embedding_dim: int = 32,
@@ -267,7 +267,9 @@ def create(
 ) -> DensityModel:
     """A new, randomly initialised model.
 
-    ``model`` names the network ("pixelcnn", "gated"); ``preset`` picks a named
+    ``model`` names the network ("pixelcnn", "gated", "pixelcnnpp"); ``likelihood`` is
+    "categorical" or "logistic_mixture" (default: the network's own, categorical for all
+    but PixelCNN++); ``preset`` picks a named
     hyperparameter set ("default", "tiny", "paper"), which keyword ``hyperparameters`` then
     override (conditioning too: ``num_classes``, ``vector_dim``, ``spatial_channels``).
 
@@ -291,6 +293,8 @@ def create(
         check_levels(levels)
     else:
         raise ValueError(f"data must be 'image' or 'tokens', got {data!r}")
+    if likelihood is None:
+        likelihood = DEFAULT_LIKELIHOODS.get(model, "categorical")
     config = ModelConfig(
         model=model,
         image_shape=shape,

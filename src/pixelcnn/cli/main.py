@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--levels", type=int, default=256, help="colour levels L (2..256)")
     train.add_argument(
         "--likelihood",
-        default="categorical",
+        default=None,
         choices=["categorical", "logistic_mixture"],
-        help="softmax over levels, or discretized logistic mixture (PixelCNN++)",
+        help="softmax over levels, or discretized logistic mixture (default: the model's)",
     )
     train.add_argument(
         "--data", default="mnist5k", help="dataset name or path to an .npz file / image folder"

@@ -9,8 +9,15 @@ from torch import nn
 
 from pixelcnn.models.gated import GatedPixelCNN
 from pixelcnn.models.pixelcnn import PixelCNN
+from pixelcnn.models.pixelcnnpp import PixelCNNPlusPlus
 
-NETWORKS: dict[str, type[nn.Module]] = {"pixelcnn": PixelCNN, "gated": GatedPixelCNN}
+NETWORKS: dict[str, type[nn.Module]] = {
+    "pixelcnn": PixelCNN,
+    "gated": GatedPixelCNN,
+    "pixelcnnpp": PixelCNNPlusPlus,
+}
+# The likelihood each network comes with in its paper; any network takes either.
+DEFAULT_LIKELIHOODS = {"pixelcnnpp": "logistic_mixture"}
 
 # Named hyperparameter sets; the defaults of each class suit 28x28 images on a CPU.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -31,6 +38,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "skip_channels": 384,
             "output_hidden": 1024,
         },
+    },
+    "pixelcnnpp": {
+        "default": {},
+        "tiny": {"filters": 8, "resnets_per_stage": 1},
+        # Salimans et al. 2017: 5 blocks per stage, 160 filters, dropout 0.5.
+        "paper": {"filters": 160, "resnets_per_stage": 5, "dropout": 0.5},
     },
 }
 
@@ -87,7 +100,9 @@ def build_network(
 
 
 __all__ = [
+    "DEFAULT_LIKELIHOODS",
     "GatedPixelCNN",
+    "PixelCNNPlusPlus",
     "NETWORKS",
     "PRESETS",
     "PixelCNN",

@@ -39,16 +39,18 @@ class ConditionSpec:
 
 
 class ConditionProjection(nn.Module):
-    """condition dict -> (vertical bias, horizontal bias), each [B, channels, 1 | h, 1 | W].
+    """condition dict -> ``parts`` biases (by default 2: vertical, horizontal), each
+    [B, channels, 1 | h, 1 | W].
 
     ``condition`` holds "class" int64 [B], "vector" float [B, d] and/or "spatial" float
     [B, s, H, W] at the image's full size; ``height`` crops the spatial map to the rows the
     network is run on (the sampler may run it on the top rows only).
     """
 
-    def __init__(self, spec: ConditionSpec, channels: int):
+    def __init__(self, spec: ConditionSpec, channels: int, parts: int = 2):
         super().__init__()
-        both = 2 * channels  # one bias for each stack
+        self.parts = parts
+        both = parts * channels  # one bias per part (the gated stacks: vertical, horizontal)
         self.by_class = nn.Embedding(spec.num_classes, both) if spec.num_classes else None
         self.by_vector = nn.Linear(spec.vector_dim, both) if spec.vector_dim else None
         self.by_map = nn.Conv2d(spec.spatial_channels, both, 1) if spec.spatial_channels else None
@@ -63,4 +65,4 @@ class ConditionProjection(nn.Module):
             bias = bias + self.by_vector(condition["vector"])[:, :, None, None]
         if self.by_map is not None:
             bias = bias + self.by_map(condition["spatial"][:, :, :height])
-        return bias.chunk(2, dim=1)
+        return bias.chunk(self.parts, dim=1)
