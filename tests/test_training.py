@@ -107,8 +107,38 @@ def test_optimizer_state_round_trips_through_tensors_and_json():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"steps": 0}, {"batch_size": 0}, {"learning_rate": 0}, {"lr_schedule": "warp"}]
+    "bad",
+    [
+        {"steps": 0},
+        {"batch_size": 0},
+        {"learning_rate": 0},
+        {"lr_schedule": "warp"},
+        {"ema_decay": 1.0},
+    ],
 )
 def test_bad_training_options_are_refused(bad):
     with pytest.raises(ValueError):
         _options(**bad).check()
+
+
+def test_weight_average_is_what_gets_saved_evaluated_and_resumed(digits, tmp_path):
+    train_images, test_images = digits
+    options = _options(steps=30, ema_decay=0.9, eval_every=30)
+    model = _model()
+    result = train(model, train_images, test_images, options, tmp_path / "a", log=lambda s: None)
+    average = result.eval_model
+    assert average is not model
+    raw, averaged = model.state_dict(), average.state_dict()
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw)
+    saved = pixelcnn.load(tmp_path / "a")
+    assert torch.equal(saved.log_prob(test_images[:5]), average.log_prob(test_images[:5]))
+    assert result.test_bpd == pytest.approx(evaluate(average, test_images).bits_per_dim)
+
+    # resuming restores the average too: same result as the uninterrupted run
+    options = _options(steps=30, ema_decay=0.9, checkpoint_every=0)
+    train(_model(), train_images, None, options, tmp_path / "b", log=lambda s: None, stop_at=17)
+    resumed = train(
+        _model(seed=9), train_images, None, options, tmp_path / "b", resume=True, log=lambda s: None
+    )
+    for key, value in resumed.eval_model.state_dict().items():
+        assert torch.allclose(value, averaged[key], atol=1e-6), key

@@ -38,6 +38,7 @@ RUN_ARGUMENTS = (
     "lr",
     "lr_schedule",
     "grad_clip",
+    "ema",
     "seed",
     "eval_every",
     "eval_images",
@@ -86,6 +87,8 @@ def run_train(args: argparse.Namespace) -> None:
         check_new_run(run_dir, force=args.force)
     if args.steps is None:
         args.steps = TrainOptions().steps
+    if args.ema is None:
+        args.ema = 0.999 if args.model == "pixelcnnpp" else 0.0
 
     hyperparameters = parse_hyperparameters(args.hp)
     train_images, train_labels, classes = load_split(
@@ -116,6 +119,7 @@ def run_train(args: argparse.Namespace) -> None:
         learning_rate=args.lr,
         lr_schedule=args.lr_schedule,
         grad_clip=args.grad_clip,
+        ema_decay=args.ema,
         seed=args.seed,
         eval_every=args.eval_every,
         eval_images=args.eval_images,
@@ -133,7 +137,7 @@ def run_train(args: argparse.Namespace) -> None:
         f"{len(train_images)} train / {len(test_images)} test images of shape "
         f"{list(train_images.shape[1:])}, {args.levels} levels, {args.steps} steps"
     )
-    train(
+    trained = train(
         model,
         train_images,
         test_images,
@@ -143,6 +147,7 @@ def run_train(args: argparse.Namespace) -> None:
         train_condition=train_labels,
         test_condition=test_labels,
     )
+    model = trained.eval_model  # the weight average, when training kept one
 
     if args.samples:
         generator = torch.Generator(device=model.device).manual_seed(args.seed)

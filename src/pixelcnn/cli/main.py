@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     train.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
     train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    train.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="average the weights (Polyak) for eval and sampling; default 0.999 for "
+        "pixelcnnpp, off (0) for the others",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--eval-every", type=int, default=500, help="steps between test evals")
     train.add_argument("--eval-images", type=int, default=500, help="test images per eval (0: all)")

@@ -34,6 +34,7 @@ class Checkpoint:
     scheduler: dict[str, Any]
     rng: torch.Tensor
     model_config: dict[str, Any]
+    ema: dict[str, torch.Tensor] | None = None  # the weight average's state, when kept
 
 
 def _fsync(path: Path) -> None:
@@ -55,6 +56,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
             "optimizer": checkpoint.optimizer,
             "scheduler": checkpoint.scheduler,
             "rng": checkpoint.rng,
+            "ema": checkpoint.ema,
         }
     )
     save_file(tensors, str(temp / STATE_TENSORS))
@@ -100,4 +102,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         scheduler=state["scheduler"],
         rng=state["rng"],
         model_config=meta["model_config"],
+        ema=state.get("ema"),
     )

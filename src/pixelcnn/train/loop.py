@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from pixelcnn.conditions import select
@@ -30,6 +31,9 @@ class TrainOptions:
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # cosine decays to 5% of the rate over ``steps``
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    # Polyak averaging of the weights (0: off). The average is what evaluation, the saved
+    # model, sampling and eval use; its decay warms up as min(decay, (1 + t) / (10 + t)).
+    ema_decay: float = 0.0
     seed: int = 0
     log_every: int = 50  # steps between train-loss lines in metrics.jsonl
     eval_every: int = 500
@@ -45,6 +49,8 @@ class TrainOptions:
         for name in ("log_every", "eval_every", "eval_images", "checkpoint_every", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -56,6 +62,19 @@ class TrainResult:
     step: int
     train_bpd: float | None
     test_bpd: float | None
+    # The weights to evaluate and sample with: the moving average when there is one.
+    eval_model: DensityModel | None = None
+
+
+def _ema(model: DensityModel, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s parameters, with a warm-up so a short
+    run is not pulled back towards its random initialisation."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor):
+        rate = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
+        return averaged * rate + current * (1.0 - rate)
+
+    return AveragedModel(model, avg_fn=average)
 
 
 def batch_indices(step: int, count: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -112,8 +131,9 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = model.device
-    # Levels are stored as uint8 (L <= 256) and widened per batch to keep memory small.
-    train_levels = model.images_to_levels(train_images).to(torch.uint8)
+    # Levels are stored narrow (uint8 for L <= 256) and widened per batch to save memory.
+    storage = torch.uint8 if model.levels <= 256 else torch.int32
+    train_levels = model.images_to_levels(train_images).to(storage)
     conditions = model.prepare_condition(train_condition, len(train_levels))
     eval_set = eval_condition = None
     if test_images is not None and len(test_images):
@@ -125,14 +145,16 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_factor(options.lr_schedule, options.steps)
     )
+    ema = _ema(model, options.ema_decay) if options.ema_decay else None
     step = 0
     if resume:
-        step = _restore(model, optimizer, scheduler, run_dir, log)
+        step = _restore(model, optimizer, scheduler, ema, run_dir, log)
     else:
         torch.manual_seed(options.seed)
+    eval_model = ema.module if ema is not None else model
 
     metrics_path = run_dir / METRICS_FILE
-    result = TrainResult(step=step, train_bpd=None, test_bpd=None)
+    result = TrainResult(step=step, train_bpd=None, test_bpd=None, eval_model=eval_model)
     window: list[float] = []
     window_start = time.perf_counter()
     model.train()
@@ -155,6 +177,8 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             window.append(loss.item())
             bar.update(1)
@@ -177,9 +201,8 @@ def train(
                 }
                 result.train_bpd = record["train_bpd"]
                 if evaluate_now:
-                    result.test_bpd = evaluate(
-                        model, eval_set, condition=eval_condition
-                    ).bits_per_dim
+                    scores = evaluate(eval_model, eval_set, condition=eval_condition)
+                    result.test_bpd = scores.bits_per_dim
                     record["test_bpd"] = result.test_bpd
                     bar.write(
                         f"step {step}: train {record['train_bpd']:.4f} bits/dim, "
@@ -188,7 +211,7 @@ def train(
                 append_metrics(metrics_path, record)
                 window, window_start = [], time.perf_counter()
             if checkpoint_now:
-                _save(model, optimizer, scheduler, step, run_dir, options.keep_checkpoints)
+                _save(model, optimizer, scheduler, ema, step, run_dir, options.keep_checkpoints)
                 plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
     finally:
         bar.close()
@@ -196,7 +219,7 @@ def train(
     return result
 
 
-def _save(model, optimizer, scheduler, step: int, run_dir: Path, keep: int) -> None:
+def _save(model, optimizer, scheduler, ema, step: int, run_dir: Path, keep: int) -> None:
     checkpoint = Checkpoint(
         step=step,
         model=model.state_dict(),
@@ -204,12 +227,14 @@ def _save(model, optimizer, scheduler, step: int, run_dir: Path, keep: int) -> N
         scheduler=scheduler.state_dict(),
         rng=torch.get_rng_state(),
         model_config=model.config.to_json(),
+        ema=ema.state_dict() if ema is not None else None,
     )
     save_checkpoint(run_dir, checkpoint, keep=keep)
-    model.save(run_dir)  # the run directory itself always holds the latest loadable model
+    # The run directory itself always holds the latest loadable model: the average if any.
+    (ema.module if ema is not None else model).save(run_dir)
 
 
-def _restore(model, optimizer, scheduler, run_dir: Path, log: Callable[[str], None]) -> int:
+def _restore(model, optimizer, scheduler, ema, run_dir: Path, log: Callable[[str], None]) -> int:
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise ValueError(f"{run_dir} has no checkpoint to resume from")
@@ -225,6 +250,10 @@ def _restore(model, optimizer, scheduler, run_dir: Path, log: Callable[[str], No
         optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.scheduler)
         torch.set_rng_state(checkpoint.rng)
+        if ema is not None:
+            if checkpoint.ema is None:
+                raise ValueError("it was trained without a weight average (--ema 0)")
+            ema.load_state_dict(checkpoint.ema)
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise ValueError(
             f"checkpoint {checkpoints[-1]} has unusable training state: {error}"
