@@ -39,6 +39,7 @@ RUN_ARGUMENTS = (
     "lr_schedule",
     "grad_clip",
     "ema",
+    "data_init",
     "seed",
     "eval_every",
     "eval_images",
@@ -89,6 +90,8 @@ def run_train(args: argparse.Namespace) -> None:
         args.steps = TrainOptions().steps
     if args.ema is None:
         args.ema = 0.999 if args.model == "pixelcnnpp" else 0.0
+    if args.data_init is None:
+        args.data_init = 256 if args.model == "pixelcnnpp" else 0
 
     hyperparameters = parse_hyperparameters(args.hp)
     train_images, train_labels, classes = load_split(
@@ -120,6 +123,7 @@ def run_train(args: argparse.Namespace) -> None:
         lr_schedule=args.lr_schedule,
         grad_clip=args.grad_clip,
         ema_decay=args.ema,
+        init_images=args.data_init,
         seed=args.seed,
         eval_every=args.eval_every,
         eval_images=args.eval_images,

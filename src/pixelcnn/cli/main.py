@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="average the weights (Polyak) for eval and sampling; default 0.999 for "
         "pixelcnnpp, off (0) for the others",
     )
+    train.add_argument(
+        "--data-init",
+        type=int,
+        default=None,
+        metavar="N",
+        help="initialise weight-normalized layers on N training images; default 256 for "
+        "pixelcnnpp, 0 (off) for the others",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--eval-every", type=int, default=500, help="steps between test evals")
     train.add_argument("--eval-images", type=int, default=500, help="test images per eval (0: all)")

@@ -62,8 +62,10 @@ class ShiftedConvTranspose2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int], right: bool):
         super().__init__()
         self.kernel, self.right = kernel, right
+        # dim=1: a transposed weight is [in, out, kh, kw]; the scale is per output channel
         self.deconv = weight_norm(
-            nn.ConvTranspose2d(in_channels, out_channels, kernel, stride=2, output_padding=1)
+            nn.ConvTranspose2d(in_channels, out_channels, kernel, stride=2, output_padding=1),
+            dim=1,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

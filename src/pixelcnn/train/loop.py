@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from pixelcnn.conditions import select
 from pixelcnn.evaluate import evaluate
 from pixelcnn.model import DensityModel, ModelConfig, load_weights
+from pixelcnn.nn.data_init import data_dependent_init
 from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from pixelcnn.train.metrics import append_metrics, plot_training_curve, read_metrics
 
@@ -34,6 +35,8 @@ class TrainOptions:
     # Polyak averaging of the weights (0: off). The average is what evaluation, the saved
     # model, sampling and eval use; its decay warms up as min(decay, (1 + t) / (10 + t)).
     ema_decay: float = 0.0
+    # Images for the data-dependent initialisation of weight-normalized layers (0: none).
+    init_images: int = 0
     seed: int = 0
     log_every: int = 50  # steps between train-loss lines in metrics.jsonl
     eval_every: int = 500
@@ -46,7 +49,14 @@ class TrainOptions:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("log_every", "eval_every", "eval_images", "checkpoint_every", "grad_clip"):
+        for name in (
+            "init_images",
+            "log_every",
+            "eval_every",
+            "eval_images",
+            "checkpoint_every",
+            "grad_clip",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:
@@ -145,12 +155,18 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_factor(options.lr_schedule, options.steps)
     )
+    if not resume:
+        torch.manual_seed(options.seed)
+        if options.init_images:
+            first = batch_indices(0, len(train_levels), options.init_images, options.seed)
+            levels = train_levels[first].to(device=device, dtype=torch.int64)
+            condition = select(conditions, first)
+            with torch.no_grad():
+                data_dependent_init(model.network, lambda: model(levels, condition))
     ema = _ema(model, options.ema_decay) if options.ema_decay else None
     step = 0
     if resume:
         step = _restore(model, optimizer, scheduler, ema, run_dir, log)
-    else:
-        torch.manual_seed(options.seed)
     eval_model = ema.module if ema is not None else model
 
     metrics_path = run_dir / METRICS_FILE
