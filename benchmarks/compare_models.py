@@ -28,16 +28,22 @@ from common import environment, update_marked_section
 import pixelcnn
 from pixelcnn.data import load_dataset
 from pixelcnn.evaluate import evaluate
+from pixelcnn.models import TRAINING_DEFAULTS
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 
 DEFAULT_OUT = "benchmarks/results/compare_models.json"
-DOCS_START = "<!-- compare:start -->"
-DOCS_END = "<!-- compare:end -->"
-MODELS = ["pixelcnn", "gated"]
+MODELS = ["pixelcnn", "gated", "pixelcnnpp"]
 TASKS = [
     {"data": "mnist5k", "levels": 2, "metric": "nats_per_image"},
     {"data": "fashion-mnist", "levels": 256, "metric": "bits_per_dim"},
+    # 7728 + 1000 exact CIFAR-10 images kept beside the project (run with --data cifar10-exact)
+    {
+        "data": "cifar10-exact",
+        "path": "../shared/data/cifar10_exact_32.npz",
+        "levels": 256,
+        "metric": "bits_per_dim",
+    },
 ]
 
 
@@ -63,8 +69,9 @@ def steps_per_second(model, levels: torch.Tensor, batch_size: int, steps: int = 
 
 def run_one(task: dict[str, Any], name: str, args: argparse.Namespace, scratch: Path) -> dict:
     """Train ``name`` on ``task`` for the time budget; return its scores and sample grid."""
-    train_set = load_dataset(task["data"], "train", size=args.size)
-    test_set = load_dataset(task["data"], "test", size=args.size)
+    source = task.get("path", task["data"])
+    train_set = load_dataset(source, "train", size=args.size)
+    test_set = load_dataset(source, "test", size=args.size)
     torch.manual_seed(args.seed)
     model = pixelcnn.create(name, train_set.image_shape, levels=task["levels"])
     train_images = model.quantize(train_set.images)
@@ -81,6 +88,7 @@ def run_one(task: dict[str, Any], name: str, args: argparse.Namespace, scratch: 
         checkpoint_every=0,
         log_every=0,
         progress=False,
+        **TRAINING_DEFAULTS.get(name, {}),  # e.g. PixelCNN++'s weight average and init
     )
     begin = time.perf_counter()
     train(model, train_images, None, options, scratch / f"{task['data']}-{name}", log=print)
@@ -125,7 +133,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_docs(path: str, results: dict[str, Any]) -> None:
+def update_docs(path: str, results: dict[str, Any], tag: str = "compare") -> None:
     env = results["environment"]
     grids = "\n".join(
         f"![{r['model']} on {r['data']}, L = {r['levels']}]({r['samples']})"
@@ -136,7 +144,8 @@ def update_docs(path: str, results: dict[str, Any]) -> None:
         f"Measured {env['date']} on {env['cpu']} ({env['torch_num_threads']} threads), "
         f"{results['minutes']} minutes of training each, with `{env['command']}`."
     )
-    update_marked_section(path, DOCS_START, DOCS_END, body, heading="Models at equal time")
+    start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+    update_marked_section(path, start, end, body, heading="Models at equal time")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -144,13 +153,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="training time per model")
     parser.add_argument("--models", nargs="+", default=MODELS)
-    parser.add_argument("--data", nargs="+", default=[t["data"] for t in TASKS])
+    parser.add_argument("--data", nargs="+", default=["mnist5k", "fashion-mnist"])
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other runs already in --out's JSON"
+    )
     parser.add_argument("--size", type=int, default=None, help="resize (smoke tests only)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--update-docs", default=None, metavar="MARKDOWN")
+    parser.add_argument("--docs-tag", default="compare", help="name of the docs section")
     args = parser.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -158,16 +171,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "minutes": args.minutes,
         "runs": [],
     }
+    earlier = []
+    if args.merge and Path(args.out).exists():
+        previous = json.loads(Path(args.out).read_text())
+        if previous.get("minutes") != args.minutes:
+            raise SystemExit("--merge needs the same --minutes as the runs already there")
+        earlier = previous["runs"]
     with tempfile.TemporaryDirectory() as scratch:
         for task in (t for t in TASKS if t["data"] in args.data):
             for name in args.models:
                 run = run_one(task, name, args, Path(scratch))
                 results["runs"].append(run)
                 print(markdown_table({"runs": [run]}).splitlines()[-1], flush=True)
+    done = {(r["data"], r["levels"], r["model"]) for r in results["runs"]}
+    kept = [r for r in earlier if (r["data"], r["levels"], r["model"]) not in done]
+    order = {(t["data"], m): i for i, (t, m) in enumerate((t, m) for t in TASKS for m in MODELS)}
+    results["runs"] = sorted(
+        kept + results["runs"], key=lambda r: order.get((r["data"], r["model"]), len(order))
+    )
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(markdown_table(results))
     if args.update_docs:
-        update_docs(args.update_docs, results)
+        update_docs(args.update_docs, results, args.docs_tag)
     return results
 
 

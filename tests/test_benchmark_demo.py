@@ -44,7 +44,7 @@ def test_equal_time_comparison_smoke_run(tmp_path):
     docs = tmp_path / "B.md"
     argv = ["--minutes", "0.005", "--size", "8", "--samples", "2", "--data", "mnist5k"]
     results = compare.main([*argv, "--out", str(tmp_path / "c.json"), "--update-docs", str(docs)])
-    assert [r["model"] for r in results["runs"]] == ["pixelcnn", "gated"]
+    assert [r["model"] for r in results["runs"]] == ["pixelcnn", "gated", "pixelcnnpp"]
     for run in results["runs"]:
         assert run["levels"] == 2 and run["metric"] == "nats_per_image"
         assert run["steps"] >= 1 and run["test_images"] == 500
@@ -52,3 +52,9 @@ def test_equal_time_comparison_smoke_run(tmp_path):
         assert Path(run["samples"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "c.json").read_text())["minutes"] == 0.005
     assert "<!-- compare:start -->" in docs.read_text()
+    # --merge re-runs one model and keeps the others, in the table's order
+    merged = compare.main(
+        [*argv, "--models", "gated", "--merge", "--out", str(tmp_path / "c.json")]
+    )
+    assert [r["model"] for r in merged["runs"]] == ["pixelcnn", "gated", "pixelcnnpp"]
+    assert merged["runs"][0] == results["runs"][0]

@@ -12,7 +12,7 @@ import torch
 import pixelcnn
 from pixelcnn.data import load_dataset
 from pixelcnn.evaluate import evaluate
-from pixelcnn.models import hyperparameter_names
+from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.run_dir import (
@@ -88,10 +88,11 @@ def run_train(args: argparse.Namespace) -> None:
         check_new_run(run_dir, force=args.force)
     if args.steps is None:
         args.steps = TrainOptions().steps
+    recipe = {**TrainOptions().__dict__, **TRAINING_DEFAULTS.get(args.model, {})}
     if args.ema is None:
-        args.ema = 0.999 if args.model == "pixelcnnpp" else 0.0
+        args.ema = recipe["ema_decay"]
     if args.data_init is None:
-        args.data_init = 256 if args.model == "pixelcnnpp" else 0
+        args.data_init = recipe["init_images"]
 
     hyperparameters = parse_hyperparameters(args.hp)
     train_images, train_labels, classes = load_split(

@@ -18,6 +18,10 @@ NETWORKS: dict[str, type[nn.Module]] = {
 }
 # The likelihood each network comes with in its paper; any network takes either.
 DEFAULT_LIKELIHOODS = {"pixelcnnpp": "logistic_mixture"}
+# Training settings each network's recipe uses (TrainOptions fields); others take defaults.
+TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pixelcnnpp": {"ema_decay": 0.999, "init_images": 256},
+}
 
 # Named hyperparameter sets; the defaults of each class suit 28x28 images on a CPU.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -105,6 +109,7 @@ __all__ = [
     "PixelCNNPlusPlus",
     "NETWORKS",
     "PRESETS",
+    "TRAINING_DEFAULTS",
     "PixelCNN",
     "build_network",
     "hyperparameter_names",
