@@ -80,3 +80,32 @@ def test_sizes_not_divisible_by_four_are_refused():
     model = pixelcnn.create("pixelcnnpp", (1, 6, 8), levels=2, preset="tiny")
     with pytest.raises(ValueError, match="divisible by 4"):
         model.log_prob(torch.zeros(1, 1, 6, 8, dtype=torch.uint8))
+
+
+def test_each_stream_is_causal_and_covers_its_region():
+    """The up stream (u) sees only rows above; the up-left stream (ul) sees rows above and
+    the current row to the left: checked on each stream's last activations by gradients."""
+    model = pixelcnn.create("pixelcnnpp", (1, 8, 8), levels=4, preset="tiny", resnets_per_stage=2)
+    network = perturb(model, 0.5).network.double()
+    captured = {}
+    hooks = [
+        network.up_u[-1][-1].register_forward_hook(lambda m, i, o: captured.update(u=o)),
+        network.up_ul[-1][-1].register_forward_hook(lambda m, i, o: captured.update(ul=o)),
+    ]
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    network(x)
+    for hook in hooks:
+        hook.remove()
+    row, col = 5, 3
+    seen = {}
+    for stream in ("u", "ul"):
+        activation = captured[stream][:, :, row, col]
+        weights = torch.randn(activation.shape, dtype=torch.float64)
+        (grad,) = torch.autograd.grad((activation * weights).sum(), x, retain_graph=True)
+        seen[stream] = grad.abs().sum((0, 1)) > 0  # [H, W]
+    above = torch.zeros(8, 8, dtype=torch.bool)
+    above[:row] = True
+    left = torch.zeros(8, 8, dtype=torch.bool)
+    left[row, :col] = True
+    assert torch.equal(seen["u"], above)  # every row above, nothing of the current row
+    assert torch.equal(seen["ul"], above | left)
