@@ -81,7 +81,6 @@ class PixelCNNPlusPlus(nn.Module):
     ):
         super().__init__()
         self.condition_spec = ConditionSpec(num_classes, vector_dim, 0)
-        self.channel_groups = image_channels
         in_channels = (input_channels or image_channels) + 1  # + a channel of ones, see forward
         f, n = filters, resnets_per_stage
         cond = self.condition_spec
