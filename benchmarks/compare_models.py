@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pixelcnn.data import load_dataset
 from pixelcnn.evaluate import evaluate
 from pixelcnn.models import TRAINING_DEFAULTS
 from pixelcnn.pictures import save_image_grid
-from pixelcnn.train import TrainOptions, train
+from pixelcnn.train import TrainOptions, mean_bits_per_dim, train
 
 DEFAULT_OUT = "benchmarks/results/compare_models.json"
 MODELS = ["pixelcnn", "gated", "pixelcnnpp"]
@@ -50,11 +49,10 @@ TASKS = [
 def steps_per_second(model, levels: torch.Tensor, batch_size: int, steps: int = 12) -> float:
     """Training steps per second of ``model`` (forward, backward, Adam), after a warm-up."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    dims = math.prod(model.image_shape) * math.log(2)
 
     def step(start: int) -> None:
         batch = levels[start : start + batch_size].long()
-        loss = -model.level_log_probs(batch).flatten(1).sum(1).mean() / dims
+        loss = mean_bits_per_dim(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

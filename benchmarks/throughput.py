@@ -39,7 +39,7 @@ from common import environment, loadavg, update_marked_section
 from torch.utils.flop_counter import FlopCounterMode
 
 import pixelcnn
-from pixelcnn.train.loop import TrainOptions
+from pixelcnn.train import TrainOptions, mean_bits_per_dim
 
 DEFAULT_OUT = "benchmarks/results/throughput.json"
 DOCS_START = "<!-- throughput:start -->"
@@ -110,12 +110,6 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
     return int(counter.get_total_flops()), per_op
 
 
-def bits_per_dim_loss(model: pixelcnn.DensityModel, levels: torch.Tensor) -> torch.Tensor:
-    """Mean bits/dim of a batch of levels, the training loss of ``pixelcnn.train``."""
-    nats = -model.level_log_probs(levels).flatten(1).sum(1)
-    return nats.mean() / (math.prod(model.image_shape) * math.log(2))
-
-
 def model_flops_per_image(model: pixelcnn.DensityModel, levels: torch.Tensor) -> dict[str, Any]:
     """FLOPs per image of one forward pass and of one forward + backward pass."""
     batch = levels.shape[0]
@@ -123,7 +117,7 @@ def model_flops_per_image(model: pixelcnn.DensityModel, levels: torch.Tensor) ->
         forward, forward_ops = count_flops(lambda: model(levels))
 
     def forward_backward() -> None:
-        bits_per_dim_loss(model, levels).backward()
+        mean_bits_per_dim(model, levels).backward()
 
     train, train_ops = count_flops(forward_backward)
     model.zero_grad(set_to_none=True)
@@ -156,7 +150,7 @@ def make_train_step(
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
 
     def step() -> None:
-        loss = bits_per_dim_loss(model, levels)
+        loss = mean_bits_per_dim(model, levels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from torch import nn
 
 from pixelcnn.codecs import ImageCodec, TokenCodec
 from pixelcnn.conditions import prepare_condition
+from pixelcnn.files import atomic_write
 from pixelcnn.likelihoods import build_likelihood
 from pixelcnn.models import DEFAULT_LIKELIHOODS, build_network, resolve_hyperparameters
 from pixelcnn.nn import ConditionSpec
@@ -235,24 +235,10 @@ class DensityModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
         text = json.dumps(self.config.to_json(), indent=2) + "\n"
-        _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(text))
+        atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(text))
         return directory
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(temp_path)`` and rename, so readers never see half a file."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp)
-        with open(temp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def create(

@@ -1,7 +1,13 @@
 """Training: the loop, checkpoints, metrics and the run directory."""
 
 from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from pixelcnn.train.loop import TrainOptions, TrainResult, batch_indices, train
+from pixelcnn.train.loop import (
+    TrainOptions,
+    TrainResult,
+    batch_indices,
+    mean_bits_per_dim,
+    train,
+)
 
 __all__ = [
     "Checkpoint",
@@ -9,6 +15,7 @@ __all__ = [
     "TrainResult",
     "batch_indices",
     "list_checkpoints",
+    "mean_bits_per_dim",
     "load_checkpoint",
     "save_checkpoint",
     "train",

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from pixelcnn.files import fsync_file
 from pixelcnn.train.state_io import flatten_state, unflatten_state
 
 CHECKPOINT_DIR = "checkpoints"
@@ -35,11 +36,6 @@ class Checkpoint:
     rng: torch.Tensor
     model_config: dict[str, Any]
     ema: dict[str, torch.Tensor] | None = None  # the weight average's state, when kept
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
 
 
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Path:
@@ -63,7 +59,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
     meta = {"step": checkpoint.step, "model_config": checkpoint.model_config, "state": skeleton}
     (temp / STATE_JSON).write_text(json.dumps(meta))
     for name in (STATE_TENSORS, STATE_JSON):
-        _fsync(temp / name)
+        fsync_file(temp / name)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temp, final)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:

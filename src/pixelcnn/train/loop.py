@@ -109,9 +109,10 @@ def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
     )
 
 
-def _mean_bits_per_dim(
+def mean_bits_per_dim(
     model: DensityModel, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
 ) -> torch.Tensor:
+    """The training loss: mean bits/dim of integer levels [B, C, H, W] -> scalar."""
     nats = -model.level_log_probs(levels, condition).flatten(1).sum(1)
     return nats.mean() / (math.prod(model.image_shape) * math.log(2))
 
@@ -186,7 +187,7 @@ def train(
         while step < last:
             indices = batch_indices(step, len(train_levels), batch_size, options.seed)
             levels = train_levels[indices].to(device=device, dtype=torch.int64)
-            loss = _mean_bits_per_dim(model, levels, select(conditions, indices))
+            loss = mean_bits_per_dim(model, levels, select(conditions, indices))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if options.grad_clip:

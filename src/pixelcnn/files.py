@@ -1,0 +1,27 @@
+"""Durable files: written in full under a temporary name, synced, then renamed into place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Force a written file's bytes to disk."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through ``write(temp_path)`` and rename, so readers never see half a file."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temp)
+        fsync_file(temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
