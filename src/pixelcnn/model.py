@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.utils import parametrize
 
 from pixelcnn.codecs import ImageCodec, TokenCodec
 from pixelcnn.conditions import prepare_condition
@@ -25,12 +26,13 @@ from pixelcnn.likelihoods import build_likelihood
 from pixelcnn.models import DEFAULT_LIKELIHOODS, build_network, resolve_hyperparameters
 from pixelcnn.nn import ConditionSpec
 from pixelcnn.quantize import Quantizer, check_levels
-from pixelcnn.sampling import sample_naive
+from pixelcnn.sampling import sample_cached, sample_naive
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_NAME = "pixelcnn-model"
 FORMAT_VERSION = 1
+SAMPLING_METHODS = ("cached", "naive")
 
 
 @dataclass
@@ -204,30 +206,160 @@ class DensityModel(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         progress: bool = False,
-    ) -> torch.Tensor:
+        method: str = "cached",
+        return_log_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` images, uint8 [n, C, H, W] with values as in the training images
-        (token models: int64 [n, H, W]). ``condition`` is one for all or one per image."""
+        (token models: int64 [n, H, W]). ``condition`` is one for all or one per image.
+
+        ``method`` "cached" computes only what each new pixel changes; "naive" runs the
+        whole network per draw (the reference: both give the same images for the same
+        ``generator`` state). ``temperature`` divides the logits (0: the most likely
+        value). With ``return_log_probs`` also log p(x_i | x_<i) in nats of every sub-pixel,
+        shaped like the images.
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
-        if not isinstance(temperature, (int, float)) or temperature < 0:
-            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        prepared = self.prepare_condition(condition, n)
         levels = torch.zeros(n, *self.image_shape, dtype=torch.int64, device=self.device)
+        return self._generate(
+            levels, condition, 0, temperature, generator, progress, method, return_log_probs
+        )
+
+    @torch.no_grad()
+    def complete(
+        self,
+        images: Any,
+        known: Any,
+        condition: Any = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+        method: str = "cached",
+        return_log_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Fill in the unknown part of ``images`` [B, C, H, W] (tokens: [B, H, W]).
+
+        ``known`` is a boolean mask of the known sub-pixels, shaped like the images, like
+        one image, or [H, W] (whole pixels); it must be a raster prefix (every known
+        sub-pixel comes before every unknown one in raster order, R -> G -> B inside a
+        pixel), because the model conditions on the past only. The known part is kept
+        exactly (it must hold representable values, see :meth:`quantize`); the rest is
+        drawn as in :meth:`sample`.
+        """
+        levels = self.images_to_levels(images)
+        start = self._known_prefix(known, levels.shape)
+        _, channels, height, width = levels.shape
+        index = torch.arange(channels * height * width, device=levels.device)
+        raster_index = index.reshape(height, width, channels).permute(2, 0, 1)  # [C, H, W]
+        levels = levels.masked_fill(raster_index >= start, 0)  # never shown what is drawn
+        return self._generate(
+            levels,
+            condition,
+            start,
+            temperature,
+            generator,
+            progress,
+            method,
+            return_log_probs,
+        )
+
+    def _known_prefix(self, known: Any, shape: torch.Size) -> int:
+        """Number of known sub-pixels of a raster-prefix mask; refuse any other mask."""
+        batch, channels, height, width = shape
+        mask = torch.as_tensor(np.asarray(known) if not torch.is_tensor(known) else known)
+        if mask.dtype != torch.bool:
+            raise ValueError(f"known must be a boolean mask, got dtype {mask.dtype}")
+        if self.codec.kind != "image" and mask.dim() in (2, 3):  # token grids: [(B,) H, W]
+            mask = mask.unsqueeze(-3)
+        elif mask.dim() == 2:  # whole pixels
+            mask = mask.unsqueeze(0).expand(channels, height, width)
+        if mask.dim() == 4:
+            if len(mask) not in (1, batch) or not bool((mask == mask[:1]).all()):
+                raise ValueError("known must be the same mask for every image")
+            mask = mask[0]
+        if tuple(mask.shape) != (channels, height, width):
+            raise ValueError(
+                f"known has shape {tuple(mask.shape)}; it must match the images "
+                f"{(channels, height, width)} or be [H, W]"
+            )
+        order = mask.permute(1, 2, 0).reshape(-1).cpu()  # raster position, then channel
+        start = int(order.sum())
+        if bool(order[start:].any()):
+            index = int(start + order[start:].nonzero()[0, 0])
+            (row, col), channel = divmod(index // channels, width), index % channels
+            raise ValueError(
+                "known must be a raster prefix: the model conditions on the past only, and "
+                f"the known sub-pixel at row {row}, column {col}, channel {channel} comes "
+                "after an unknown one"
+            )
+        if self.likelihood.joint_channels and start % channels:
+            raise ValueError(
+                f"the {self.likelihood.name} likelihood draws whole pixels: the known part "
+                "must end at a pixel boundary"
+            )
+        return start
+
+    def _generate(
+        self,
+        levels: torch.Tensor,
+        condition: Any,
+        start: int,
+        temperature: float,
+        generator: torch.Generator | None,
+        progress: bool,
+        method: str,
+        return_log_probs: bool,
+    ):
+        """Draw the sub-pixels of ``levels`` [B, C, H, W] from index ``start`` on."""
+        if method not in SAMPLING_METHODS:
+            raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+        if not temperature >= 0 or math.isinf(temperature):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        prepared = self.prepare_condition(condition, len(levels))
+        log_probs = None
         was_training = self.training
         self.eval()
         try:
-            levels = sample_naive(
-                lambda levels_so_far: self(levels_so_far, prepared),
-                self.likelihood,
-                levels,
-                temperature=float(temperature),
-                generator=generator,
-                row_multiple=getattr(self.network, "row_multiple", None),
-                progress=progress,
-            )
+            # weight-normalized layers compute their weights once, not once per step
+            with parametrize.cached():
+                if method == "cached":
+                    generation = getattr(self.network, "generation", None)
+                    if generation is None:
+                        raise ValueError(
+                            f"the {self.config.model} network cannot step; use method='naive'"
+                        )
+                    levels, log_probs = sample_cached(
+                        generation(len(levels), *levels.shape[2:], prepared),
+                        self.likelihood,
+                        lambda pixel: self.codec.encode(pixel, self.dtype),
+                        levels,
+                        temperature=float(temperature),
+                        generator=generator,
+                        start=start,
+                        progress=progress,
+                        score=return_log_probs,
+                    )
+                else:
+                    levels = sample_naive(
+                        lambda levels_so_far: self(levels_so_far, prepared),
+                        self.likelihood,
+                        levels,
+                        temperature=float(temperature),
+                        generator=generator,
+                        start=start,
+                        row_multiple=getattr(self.network, "row_multiple", None),
+                        progress=progress,
+                    )
+                    if return_log_probs:
+                        log_probs = self.level_log_probs(levels, prepared)
         finally:
             self.train(was_training)
-        return self.codec.from_levels(levels).cpu()
+        images = self.codec.from_levels(levels).cpu()
+        if not return_log_probs:
+            return images
+        return images, self.codec.per_subpixel(log_probs.float()).cpu()
 
     # ----------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pixelcnn.nn import ConditionSpec, GatedBlock, MaskedConv2d
+from pixelcnn.nn.stepping import Cursor, GenerationSteps, condition_at, steppers
 
 
 class GatedPixelCNN(nn.Module):
@@ -75,3 +76,62 @@ class GatedPixelCNN(nn.Module):
             v, h, skip = block(v, h, condition)
             skips = skips + skip
         return self.head(skips)
+
+    def generation(
+        self, batch: int, height: int, width: int, condition: dict | None = None
+    ) -> GenerationSteps:
+        """Step-by-step evaluation for the cached sampler (see :mod:`pixelcnn.nn.stepping`)."""
+        if bool(self.condition_spec) != (condition is not None):
+            raise ValueError("a condition must be given exactly when the network is conditional")
+        return GatedSteps(self, batch, width, condition)
+
+
+class GatedSteps(GenerationSteps):
+    """The vertical stack steps row by row (one row ahead: row i - 1 gives the link into
+    row i), the horizontal stack and the head pixel by pixel."""
+
+    def __init__(self, network: GatedPixelCNN, batch: int, width: int, condition: dict | None):
+        self.cursor = Cursor()
+        pairs = []
+        for block in network.blocks:
+            pairs += steppers(block.vertical, batch, width, self.cursor, 0, pixelwise=False)
+            for layer in (block.horizontal, block.residual, block.skip):
+                pairs += steppers(layer, batch, width, self.cursor, 0, pixelwise=True)
+        pairs += steppers(network.head, batch, width, self.cursor, 0, pixelwise=True)
+        super().__init__(pairs)
+        self.network, self.batch, self.width, self.condition = network, batch, width, condition
+        first = network.blocks[0]
+        self.image = [
+            self.stepper_of[first.vertical].queue,
+            self.stepper_of[first.horizontal].queue,
+        ]
+        self.above: list[torch.Tensor] = []  # per block: its link into the current row
+
+    def row(self, i: int) -> None:
+        blocks = self.network.blocks
+        if i == 0:  # the row above the image: the shifted-in zeros
+            link = blocks[0].vertical_to_horizontal
+            zeros = link.weight.new_zeros(self.batch, link.in_channels, 1, self.width)
+            self.above = [block.vertical_to_horizontal(zeros) for block in blocks]
+            return
+        self.cursor.row = i - 1
+        condition = condition_at(self.condition, i - 1)
+        v, self.above = None, []
+        for block in blocks:
+            v_bias, _ = block.biases(condition, 1)
+            v, v_pre = block.vertical_part(v, v_bias)
+            self.above.append(block.vertical_to_horizontal(v_pre))
+
+    def pixel(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
+        self.cursor.row, self.cursor.col = i, j
+        condition = condition_at(self.condition, i, j)
+        h, skips = x, 0
+        for block, above in zip(self.network.blocks, self.above, strict=True):
+            _, h_bias = block.biases(condition, 1)
+            h, skip = block.horizontal_part(h, above[:, :, :, j : j + 1], h_bias)
+            skips = skips + skip
+        return self.network.head(skips)
+
+    def commit(self, i: int, j: int, x: torch.Tensor) -> None:
+        for queue in self.image:
+            queue.put(i, x, j)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from pixelcnn.nn import MaskedConv2d
+from pixelcnn.nn.stepping import Cursor, GenerationSteps, steppers
 
 
 class ResidualBlock(nn.Module):
@@ -84,3 +85,29 @@ class PixelCNN(nn.Module):
         if condition is not None:
             raise ValueError("PixelCNN takes no condition; use the gated model for conditioning")
         return self.head(self.blocks(self.input(x)))
+
+    def generation(
+        self, batch: int, height: int, width: int, condition: dict | None = None
+    ) -> GenerationSteps:
+        """Step-by-step evaluation for the cached sampler (see :mod:`pixelcnn.nn.stepping`)."""
+        if condition is not None:
+            raise ValueError("PixelCNN takes no condition; use the gated model for conditioning")
+        return PixelCNNSteps(self, batch, width)
+
+
+class PixelCNNSteps(GenerationSteps):
+    """Every layer is masked, so all of PixelCNN steps pixel by pixel: its forward runs
+    unchanged on one pixel while each k x k layer reads its queue of rows."""
+
+    def __init__(self, network: PixelCNN, batch: int, width: int):
+        self.cursor = Cursor()
+        super().__init__(steppers(network, batch, width, self.cursor, 0, pixelwise=True))
+        self.network = network
+        self.image = self.stepper_of[network.input].queue
+
+    def pixel(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
+        self.cursor.row, self.cursor.col = i, j
+        return self.network(x)
+
+    def commit(self, i: int, j: int, x: torch.Tensor) -> None:
+        self.image.put(i, x, j)

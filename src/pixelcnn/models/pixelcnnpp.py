@@ -18,6 +18,7 @@ from pixelcnn.nn.shifted_conv import (
     down_shift,
     right_shift,
 )
+from pixelcnn.nn.stepping import Cursor, GenerationSteps, steppers
 
 STAGES = 3  # resolutions: full, 1/2, 1/4
 
@@ -145,3 +146,149 @@ class PixelCNNPlusPlus(nn.Module):
                 u = self.upsample_u[stage](u)
                 ul = self.upsample_ul[stage](ul)
         return self.out(torch.nn.functional.elu(ul))
+
+    def generation(
+        self, batch: int, height: int, width: int, condition: dict | None = None
+    ) -> GenerationSteps:
+        """Step-by-step evaluation for the cached sampler (see :mod:`pixelcnn.nn.stepping`)."""
+        if bool(self.condition_spec) != (condition is not None):
+            raise ValueError("a condition must be given exactly when the network is conditional")
+        if height % 4 or width % 4:
+            raise ValueError(
+                f"PixelCNN++ needs a height and width divisible by 4, got {height}x{width}"
+            )
+        return PixelCNNPlusPlusSteps(self, batch, width, condition)
+
+
+class PixelCNNPlusPlusSteps(GenerationSteps):
+    """The up stream (u) steps row by row, the up-left stream (ul) pixel by pixel, each
+    stage of the U-Net only at the rows (pixels) where its resolution advances: stage s
+    at rows (and columns) divisible by 2^s.
+
+    The down pass leaves a stack of outputs that the up pass pops in reverse; here each
+    entry of that stack keeps its latest row (u) or pixel (ul), so a stage that does not
+    advance still offers the entries it produced last.
+    """
+
+    def __init__(self, network: PixelCNNPlusPlus, batch: int, width: int, condition: dict | None):
+        self.cursor = cursor = Cursor()
+        pairs = []
+        for layer, pixelwise in (
+            (network.u_init, False),
+            (network.ul_init_up, False),
+            (network.ul_init_left, True),
+        ):
+            pairs += steppers(layer, batch, width, cursor, 0, pixelwise)
+        for stage in range(STAGES):
+            scaled = width >> stage
+            pairs += steppers(network.down_u[stage], batch, scaled, cursor, stage, False)
+            pairs += steppers(network.down_ul[stage], batch, scaled, cursor, stage, True)
+            if stage < STAGES - 1:
+                pairs += steppers(network.downsample_u[stage], batch, scaled, cursor, stage, False)
+                pairs += steppers(network.downsample_ul[stage], batch, scaled, cursor, stage, True)
+            up_stage = STAGES - 1 - stage  # up stage t runs at resolution STAGES - 1 - t
+            pairs += steppers(network.up_u[up_stage], batch, scaled, cursor, stage, False)
+            pairs += steppers(network.up_ul[up_stage], batch, scaled, cursor, stage, True)
+            if stage > 0:  # the upsampling into this stage's finer neighbour
+                up = up_stage
+                pairs += steppers(
+                    network.upsample_u[up], batch, scaled * 2, cursor, stage - 1, False
+                )
+                pairs += steppers(
+                    network.upsample_ul[up], batch, scaled * 2, cursor, stage - 1, True
+                )
+        pairs += steppers(network.out, batch, width, cursor, 0, pixelwise=True)
+        super().__init__(pairs)
+        self.network, self.batch, self.width, self.condition = network, batch, width, condition
+        self.image = [
+            self.stepper_of[layer].queue
+            for layer in (network.u_init, network.ul_init_up, network.ul_init_left)
+        ]
+        entries = 1 + STAGES * len(network.down_u[0]) + STAGES - 1
+        self.u_stack: list[torch.Tensor | None] = [None] * entries  # latest row per entry
+        self.ul_stack: list[torch.Tensor | None] = [None] * entries  # latest pixel per entry
+        self.u_up: list[torch.Tensor | None] = [None] * sum(len(b) for b in network.up_u)
+        self.ul_above: torch.Tensor | None = None  # the shifted-down ul input of this row
+
+    def _zeros(self, width: int) -> torch.Tensor:
+        weight = self.network.out.conv.weight
+        return weight.new_zeros(self.batch, self.network.u_init.conv.out_channels, 1, width)
+
+    def row(self, i: int) -> None:
+        net, cursor, condition = self.network, self.cursor, self.condition
+        if i == 0:  # the shifted-in zero row
+            u = self.ul_above = self._zeros(self.width)
+        else:
+            u = self.stepper_of[net.u_init].output_row(i - 1)
+            self.ul_above = self.stepper_of[net.ul_init_up].output_row(i - 1)
+        cursor.row = i
+        advances = [i % (1 << stage) == 0 for stage in range(STAGES)]
+        stack, top = self.u_stack, 0
+        stack[0] = u
+        for stage in range(STAGES):
+            for block in net.down_u[stage]:
+                top += 1
+                if advances[stage]:
+                    stack[top] = u = block(u, condition=condition)
+            if stage < STAGES - 1:
+                top += 1
+                if advances[stage + 1]:
+                    stack[top] = u = net.downsample_u[stage](u)
+                elif advances[stage]:  # feed the row; the coarser stage waits for the next
+                    net.downsample_u[stage](u)
+        up = 0
+        for t in range(STAGES):
+            stage = STAGES - 1 - t
+            if t == 0:
+                u = stack[top]
+                top -= 1
+            for block in net.up_u[t]:
+                if advances[stage]:
+                    u = self.u_up[up] = block(u, stack[top], condition=condition)
+                top, up = top - 1, up + 1
+            if t < STAGES - 1 and advances[stage - 1]:
+                u = net.upsample_u[t](u if advances[stage] else None)
+
+    def pixel(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
+        net, cursor, condition = self.network, self.cursor, self.condition
+        cursor.row, cursor.col = i, j
+        # down_shift(ul_init_up(x)) + right_shift(ul_init_left(x)), the shifts taken here
+        above = self.ul_above[:, :, :, j : j + 1]
+        left = self.stepper_of[net.ul_init_left].output_pixel(i, j - 1) if j else 0.0
+        ul = above + left
+        advances = [i % (1 << s) == 0 and j % (1 << s) == 0 for s in range(STAGES)]
+        stack, top = self.ul_stack, 0
+        stack[0] = ul
+        for stage in range(STAGES):
+            col = j >> stage
+            for block in net.down_ul[stage]:
+                top += 1
+                if advances[stage]:
+                    u = self.u_stack[top][:, :, :, col : col + 1]
+                    stack[top] = ul = block(ul, u, condition=condition)
+            if stage < STAGES - 1:
+                top += 1
+                if advances[stage + 1]:
+                    stack[top] = ul = net.downsample_ul[stage](ul)
+                elif advances[stage]:
+                    net.downsample_ul[stage](ul)
+        up = 0
+        for t in range(STAGES):
+            stage = STAGES - 1 - t
+            col = j >> stage
+            if t == 0:
+                ul = stack[top]
+                top -= 1
+            for block in net.up_ul[t]:
+                if advances[stage]:
+                    u = self.u_up[up][:, :, :, col : col + 1]
+                    ul = block(ul, torch.cat([u, stack[top]], dim=1), condition=condition)
+                top, up = top - 1, up + 1
+            if t < STAGES - 1 and advances[stage - 1]:
+                ul = net.upsample_ul[t](ul if advances[stage] else None)
+        return net.out(torch.nn.functional.elu(ul))
+
+    def commit(self, i: int, j: int, x: torch.Tensor) -> None:
+        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # as in forward
+        for queue in self.image:
+            queue.put(i, x, j)

@@ -11,9 +11,10 @@ from torch import nn
 
 from pixelcnn.nn.conditioning import ConditionProjection, ConditionSpec
 from pixelcnn.nn.masked_conv import MaskedConv2d
+from pixelcnn.nn.stepping import ConvStepper, Cursor, Steppable
 
 
-class VerticalConv2d(nn.Conv2d):
+class VerticalConv2d(Steppable, nn.Conv2d):
     """(k//2 + 1) x k convolution whose output row i sees input rows i - k//2 .. i.
 
     A cropped kernel, not a masked square one: no tap is wasted. The vertical stack may see
@@ -26,7 +27,15 @@ class VerticalConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, (half + 1, kernel_size))
         self._padding = (half, half, half, 0)  # left, right, top, bottom
 
+    def stepper(self, batch: int, width: int, cursor: Cursor, scale: int, pixelwise: bool):
+        left, right, top, _ = self._padding
+        return ConvStepper(
+            self.weight, self.bias, (left, right, top), 1, batch, width, cursor, scale, pixelwise
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._stepper is not None:
+            return self._stepper(x)
         return super().forward(F.pad(x, self._padding))
 
 
@@ -78,17 +87,43 @@ class GatedBlock(nn.Module):
         self.skip = MaskedConv2d(channels, skip_channels, 1, "B", groups)
         self.condition = ConditionProjection(condition, 2 * channels) if condition else None
 
-    def forward(
-        self, v: torch.Tensor, h: torch.Tensor, condition: dict[str, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def biases(
+        self, condition: dict[str, torch.Tensor] | None, height: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The condition's biases for the vertical and the horizontal gate (None, None
+        when unconditional): each [B, 2h, 1 | height, 1 | W]."""
+        if self.condition is None:
+            return None, None
+        return self.condition(condition, height=height)
+
+    def vertical_part(
+        self, v: torch.Tensor | None, bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """v -> (gated v_out, v_pre): the vertical stack, and its pre-gate activations that
+        the horizontal stack of the row below receives. ``v`` None while stepping: the
+        first block's vertical queue is fed with the image directly."""
         v_pre = self.vertical(v)
-        h_pre = self.horizontal(h) + self.vertical_to_horizontal(shift_down(v_pre))
-        if self.condition is not None:
-            v_bias, h_bias = self.condition(condition, height=v.shape[2])
-            v_pre, h_pre = v_pre + v_bias, h_pre + h_bias
-        v_out = gate(v_pre)
+        return gate(v_pre if bias is None else v_pre + bias), v_pre
+
+    def horizontal_part(
+        self, h: torch.Tensor, above: torch.Tensor, bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h -> (h_out, skip), given ``above`` = the 1x1 link of the vertical stack's
+        pre-gate activations one row up."""
+        h_pre = self.horizontal(h) + above
+        if bias is not None:
+            h_pre = h_pre + bias
         h_gated = gate(h_pre)
         h_out = self.residual(h_gated)
         if not self.first:
             h_out = h_out + h
-        return v_out, h_out, self.skip(h_gated)
+        return h_out, self.skip(h_gated)
+
+    def forward(
+        self, v: torch.Tensor, h: torch.Tensor, condition: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        v_bias, h_bias = self.biases(condition, v.shape[2])
+        v_out, v_pre = self.vertical_part(v, v_bias)
+        above = self.vertical_to_horizontal(shift_down(v_pre))
+        h_out, skip = self.horizontal_part(h, above, h_bias)
+        return v_out, h_out, skip

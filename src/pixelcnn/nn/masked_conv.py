@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixelcnn.nn.stepping import ConvStepper, Cursor, PointwiseStepper, Steppable
+
 MASK_TYPES = ("A", "B")
 
 
@@ -64,7 +66,7 @@ def causal_mask(
     return mask
 
 
-class MaskedConv2d(nn.Module):
+class MaskedConv2d(Steppable):
     """Causal k x k convolution, [B, in, H, W] -> [B, out, H, W] (same spatial size).
 
     With ``row_only`` the kernel is the 1 x (k//2 + 1) part of the current row up to the
@@ -117,7 +119,18 @@ class MaskedConv2d(nn.Module):
             f"mask_type={self.mask_type}, groups={self.groups}, row_only={self.row_only}"
         )
 
+    def stepper(self, batch: int, width: int, cursor: Cursor, scale: int, pixelwise: bool):
+        weight = self.weight * self.mask
+        if self.kernel_size == 1:
+            return PointwiseStepper(weight, self.bias)
+        left, right, top, _ = self._padding
+        return ConvStepper(
+            weight, self.bias, (left, right, top), 1, batch, width, cursor, scale, pixelwise
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._stepper is not None:
+            return self._stepper(x)
         if any(self._padding):
             x = F.pad(x, self._padding)
         return F.conv2d(x, self.weight * self.mask, self.bias)

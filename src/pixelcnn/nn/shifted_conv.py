@@ -14,6 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from pixelcnn.nn.stepping import (
+    ConvStepper,
+    Cursor,
+    PointwiseStepper,
+    Steppable,
+    TransposedConvStepper,
+)
+
 
 def down_shift(x: torch.Tensor) -> torch.Tensor:
     """Rows one down, a zero row on top: [B, C, H, W] -> [B, C, H, W]."""
@@ -33,7 +41,7 @@ def _padding(kernel: tuple[int, int], right: bool) -> tuple[int, int, int, int]:
     return ((width - 1) // 2, (width - 1) // 2, height - 1, 0)
 
 
-class ShiftedConv2d(nn.Module):
+class ShiftedConv2d(Steppable):
     """Down-shifted (``right=False``, odd kernel width) or down-right-shifted convolution,
     weight-normalized: [B, in, H, W] -> [B, out, H / stride, W / stride]."""
 
@@ -51,11 +59,28 @@ class ShiftedConv2d(nn.Module):
         self.pad = _padding(kernel, right)
         self.conv = weight_norm(nn.Conv2d(in_channels, out_channels, kernel, stride=stride))
 
+    def stepper(self, batch: int, width: int, cursor: Cursor, scale: int, pixelwise: bool):
+        left, right, top, _ = self.pad
+        conv = self.conv
+        return ConvStepper(
+            conv.weight,
+            conv.bias,
+            (left, right, top),
+            conv.stride[0],
+            batch,
+            width,
+            cursor,
+            scale,
+            pixelwise,
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._stepper is not None:
+            return self._stepper(x)
         return self.conv(F.pad(x, self.pad))
 
 
-class ShiftedConvTranspose2d(nn.Module):
+class ShiftedConvTranspose2d(Steppable):
     """Stride-2 transposed convolution cropped to stay down(-right)-shifted:
     [B, in, H, W] -> [B, out, 2H, 2W]."""
 
@@ -68,21 +93,38 @@ class ShiftedConvTranspose2d(nn.Module):
             dim=1,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _left(self) -> int:
+        return 0 if self.right else (self.kernel[1] - 1) // 2
+
+    def stepper(self, batch: int, width: int, cursor: Cursor, scale: int, pixelwise: bool):
+        """``width`` and ``scale`` are those of the output (the upsampled side)."""
+        deconv = self.deconv
+        return TransposedConvStepper(
+            deconv.weight, deconv.bias, self._left(), batch, width // 2, cursor, scale, pixelwise
+        )
+
+    def forward(self, x: torch.Tensor | None) -> torch.Tensor:
+        if self._stepper is not None:
+            return self._stepper(x)
         height, width = x.shape[2] * 2, x.shape[3] * 2
         y = self.deconv(x)  # [B, out, 2H + kh - 1, 2W + kw - 1]: keep the causal corner
-        left = 0 if self.right else (self.kernel[1] - 1) // 2
+        left = self._left()
         return y[:, :, :height, left : left + width]
 
 
-class NetworkInNetwork(nn.Module):
+class NetworkInNetwork(Steppable):
     """A weight-normalized 1x1 convolution: [B, in, H, W] -> [B, out, H, W]."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = weight_norm(nn.Conv2d(in_channels, out_channels, 1))
 
+    def stepper(self, batch: int, width: int, cursor: Cursor, scale: int, pixelwise: bool):
+        return PointwiseStepper(self.conv.weight, self.conv.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._stepper is not None:
+            return self._stepper(x)
         return self.conv(x)
 
 

@@ -1,5 +1,6 @@
-"""Sampling procedures shared by every network: naive (reference) generation."""
+"""Autoregressive sampling: the naive reference and the cached (incremental) sampler."""
 
+from pixelcnn.sampling.cached import sample_cached
 from pixelcnn.sampling.naive import sample_naive
 
-__all__ = ["sample_naive"]
+__all__ = ["sample_cached", "sample_naive"]
