@@ -58,3 +58,16 @@ def test_equal_time_comparison_smoke_run(tmp_path):
     )
     assert [r["model"] for r in merged["runs"]] == ["pixelcnn", "gated", "pixelcnnpp"]
     assert merged["runs"][0] == results["runs"][0]
+
+
+def test_sampling_speed_smoke_run_compares_both_methods(tmp_path):
+    speed = _load_script("sampling_speed")
+    docs = tmp_path / "B.md"
+    argv = ["--quick", "--batches", "2", "--repeats", "1", "--threads", "1"]
+    results = speed.main([*argv, "--out", str(tmp_path / "s.json"), "--update-docs", str(docs)])
+    assert [(r["model"], r["batch"]) for r in results["cases"]] == [("gated", 2), ("pixelcnnpp", 2)]
+    for case in results["cases"]:
+        assert case["identical_images"]  # the same random stream gives the same images
+        assert case["speedup"] == round(case["naive_seconds"] / case["cached_seconds"], 2)
+    assert json.loads((tmp_path / "s.json").read_text())["cases"] == results["cases"]
+    assert "<!-- sampling:start -->" in docs.read_text()

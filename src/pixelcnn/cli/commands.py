@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 import pixelcnn
 from pixelcnn.data import load_dataset
@@ -16,6 +18,7 @@ from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.run_dir import (
+    COMPLETIONS_FILE,
     SAMPLES_FILE,
     check_new_run,
     prepare_new_run,
@@ -172,45 +175,130 @@ def run_train(args: argparse.Namespace) -> None:
     )
 
 
+def check_class_options(model, asked: bool, refusal: str, remedy: str) -> int:
+    """The number of classes of ``model``, after refusing class options (``asked``) that it
+    cannot take, or a conditional model asked for none. ``refusal`` names the options (as in
+    "--class needs"), ``remedy`` says what to pass, with ``{last}`` for the last class."""
+    spec = model.condition_spec
+    classes = spec.num_classes
+    if asked:
+        if not classes:
+            raise ValueError(f"{refusal} a class-conditional model")
+        if spec.vector_dim or spec.spatial_channels:
+            raise ValueError("this model also needs vector or spatial conditions; use the API")
+    elif spec:
+        if not classes:
+            raise ValueError("this model needs vector or spatial conditions; use the API")
+        raise ValueError(f"this model is conditional: pass {remedy.format(last=classes - 1)}")
+    return classes
+
+
+def check_class_label(class_label: int | None, classes: int) -> None:
+    if class_label is not None and not 0 <= class_label < classes:
+        raise ValueError(f"--class must be in 0..{classes - 1}, got {class_label}")
+
+
 def sample_condition(model, args: argparse.Namespace) -> tuple[Any, int, int | None]:
     """The condition, number of images and grid columns that ``pixelcnn sample`` asked for."""
-    classes = model.condition_spec.num_classes
-    if args.per_class is not None or args.class_label is not None:
-        if not classes:
-            raise ValueError("--class and --per-class need a class-conditional model")
-        if model.condition_spec.vector_dim or model.condition_spec.spatial_channels:
-            raise ValueError("this model also needs vector or spatial conditions; use the API")
-    elif model.condition_spec:
-        raise ValueError(
-            f"this model is conditional: pass --class 0..{classes - 1} or --per-class N"
-        )
+    classes = check_class_options(
+        model,
+        args.per_class is not None or args.class_label is not None,
+        "--class and --per-class need",
+        "--class 0..{last} or --per-class N",
+    )
     if args.per_class is not None:
         if args.per_class < 1:
             raise ValueError(f"--per-class must be at least 1, got {args.per_class}")
         labels = torch.arange(classes).repeat_interleave(args.per_class)
         return labels, len(labels), args.per_class
-    if args.class_label is not None and not 0 <= args.class_label < classes:
-        raise ValueError(f"--class must be in 0..{classes - 1}, got {args.class_label}")
+    check_class_label(args.class_label, classes)
     return args.class_label, args.n, args.columns
 
 
-def run_sample(args: argparse.Namespace) -> None:
-    model = pixelcnn.load(args.run)
+def load_run_model(run: str) -> pixelcnn.DensityModel:
+    """The model of a run (or saved model) directory, on the GPU when there is one."""
+    model = pixelcnn.load(run)
     if torch.cuda.is_available():
         model.to("cuda")
+    return model
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    model = load_run_model(args.run)
     condition, n, columns = sample_condition(model, args)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     images = model.sample(
-        n, condition, temperature=args.temperature, generator=generator, progress=not args.quiet
+        n,
+        condition,
+        temperature=args.temperature,
+        generator=generator,
+        progress=not args.quiet,
+        method=args.method,
     )
     out = Path(args.out) if args.out else Path(args.run) / SAMPLES_FILE
     print(f"samples: {save_image_grid(images, out, columns=columns)}")
 
 
+def read_image(path: str | Path, model) -> torch.Tensor:
+    """The picture file at ``path`` as the model's representable values: uint8 [1, C, H, W].
+
+    Refuses (never resizes) a picture that is not the model's H x W."""
+    channels, height, width = model.image_shape
+    try:
+        with Image.open(path) as picture:
+            picture = picture.convert("L" if channels == 1 else "RGB")
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: {error}") from None
+    except OSError as error:  # missing, unreadable, not a picture, truncated
+        if error.filename or str(path) in str(error):
+            raise
+        raise OSError(f"{path}: {error}") from None
+    if (picture.height, picture.width) != (height, width):
+        raise ValueError(
+            f"{path} is {picture.height}x{picture.width} pixels (HxW) but the model takes "
+            f"{height}x{width} images; resize it first (complete does not resize)"
+        )
+    array = np.array(picture, dtype=np.uint8).reshape(height, width, channels)
+    return model.quantize(torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0))
+
+
+def run_complete(args: argparse.Namespace) -> None:
+    model = load_run_model(args.run)
+    if model.codec.kind != "image":
+        raise ValueError("complete works on image models only; complete token grids with the API")
+    classes = check_class_options(
+        model, args.class_label is not None, "--class needs", "--class 0..{last}"
+    )
+    check_class_label(args.class_label, classes)
+    _, height, _ = model.image_shape
+    if not 0 <= args.rows <= height:
+        raise ValueError(f"--rows must be in 0..{height} (the image height), got {args.rows}")
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    if args.columns is not None and args.columns < 1:
+        raise ValueError(f"--columns must be at least 1, got {args.columns}")
+    image = read_image(args.image, model)  # [1, C, H, W]
+    known = torch.zeros(model.image_shape[1:], dtype=torch.bool)
+    known[: args.rows] = True
+    generator = torch.Generator(device=model.device).manual_seed(args.seed)
+    completions = model.complete(
+        image.repeat(args.n, 1, 1, 1),
+        known,
+        condition=args.class_label,
+        temperature=args.temperature,
+        generator=generator,
+        progress=not args.quiet,
+        method=args.method,
+    )
+    visible = image.masked_fill(~known, 0)  # the unknown rows black
+    grid = torch.cat([image, visible, completions.cpu()])
+    out = Path(args.out) if args.out else Path(args.run) / COMPLETIONS_FILE
+    columns = args.columns or args.n + 2
+    print(f"completions: {save_image_grid(grid, out, columns=columns)}")
+
+
 def run_eval(args: argparse.Namespace) -> None:
-    model = pixelcnn.load(args.run)
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model = load_run_model(args.run)
     stored: dict[str, Any] = {}
     if args.data is None or args.size is None:
         try:

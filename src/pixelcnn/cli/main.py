@@ -7,6 +7,7 @@ import os
 import sys
 
 from pixelcnn.cli import receptive_field_command
+from pixelcnn.model import SAMPLING_METHODS
 from pixelcnn.models import NETWORKS, PRESETS
 
 EXIT_USAGE = 2
@@ -93,8 +94,41 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--columns", type=int, default=None)
+    sample.add_argument(
+        "--method", default="cached", choices=SAMPLING_METHODS, help="cached (fast) or naive"
+    )
     sample.add_argument("--out", default=None, help="PNG path (default RUN/samples.png)")
     sample.add_argument("--quiet", action="store_true")
+
+    complete = commands.add_parser(
+        "complete", help="write a PNG grid of completions of a picture's top rows"
+    )
+    complete.add_argument("run", help="run directory (or saved model directory)")
+    complete.add_argument(
+        "--image", required=True, metavar="FILE", help="picture of the model's exact size"
+    )
+    complete.add_argument(
+        "--rows", type=int, required=True, metavar="R", help="keep the top R rows, draw the rest"
+    )
+    complete.add_argument("--n", type=int, default=8, help="number of completions")
+    complete.add_argument("--seed", type=int, default=0)
+    complete.add_argument("--temperature", type=float, default=1.0)
+    complete.add_argument(
+        "--class",
+        dest="class_label",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class to complete as (class-conditional models)",
+    )
+    complete.add_argument(
+        "--method", default="cached", choices=SAMPLING_METHODS, help="cached (fast) or naive"
+    )
+    complete.add_argument(
+        "--columns", type=int, default=None, metavar="C", help="grid columns (default N+2)"
+    )
+    complete.add_argument("--out", default=None, help="PNG path (default RUN/completions.png)")
+    complete.add_argument("--quiet", action="store_true")
 
     evaluate = commands.add_parser("eval", help="exact bits/dim and nats/image on a dataset")
     evaluate.add_argument("run", help="run directory (or saved model directory)")
@@ -126,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "train": commands.run_train,
         "sample": commands.run_sample,
+        "complete": commands.run_complete,
         "eval": commands.run_eval,
         "receptive-field": receptive_field_command.run,
     }

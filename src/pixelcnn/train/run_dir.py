@@ -13,7 +13,9 @@ from pixelcnn.train.loop import CURVE_FILE, METRICS_FILE
 
 ARGS_FILE = "train_args.json"
 SAMPLES_FILE = "samples.png"
-# Every file and folder a training writes; --force removes these and nothing else.
+COMPLETIONS_FILE = "completions.png"  # pixelcnn complete's default output
+# Every file and folder a training (or a later sample/complete) writes into a run;
+# --force removes these and nothing else.
 RUN_ENTRIES = (
     ARGS_FILE,
     CONFIG_FILE,
@@ -21,6 +23,7 @@ RUN_ENTRIES = (
     METRICS_FILE,
     CURVE_FILE,
     SAMPLES_FILE,
+    COMPLETIONS_FILE,
     CHECKPOINT_DIR,
 )
 
