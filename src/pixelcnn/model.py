@@ -271,9 +271,9 @@ class DensityModel(nn.Module):
             raise ValueError(f"known must be a boolean mask, got dtype {mask.dtype}")
         if self.codec.kind != "image" and mask.dim() in (2, 3):  # token grids: [(B,) H, W]
             mask = mask.unsqueeze(-3)
-        elif mask.dim() == 2:  # whole pixels
+        elif mask.dim() == 2 and tuple(mask.shape) == (height, width):  # whole pixels
             mask = mask.unsqueeze(0).expand(channels, height, width)
-        if mask.dim() == 4:
+        if mask.dim() == 4 and mask.shape[1:] == (channels, height, width):
             if len(mask) not in (1, batch) or not bool((mask == mask[:1]).all()):
                 raise ValueError("known must be the same mask for every image")
             mask = mask[0]
@@ -283,7 +283,8 @@ class DensityModel(nn.Module):
                 f"{(channels, height, width)} or be [H, W]"
             )
         order = mask.permute(1, 2, 0).reshape(-1).cpu()  # raster position, then channel
-        start = int(order.sum())
+        unknown = (~order).nonzero()
+        start = int(unknown[0, 0]) if len(unknown) else len(order)  # the first unknown one
         if bool(order[start:].any()):
             index = int(start + order[start:].nonzero()[0, 0])
             (row, col), channel = divmod(index // channels, width), index % channels
