@@ -11,7 +11,9 @@ model samples with ``method="naive"`` (one whole network pass per draw) and
 ``method="cached"`` (per-layer queues, constant work per pixel) from the same random
 stream. The script records seconds per batch, images per second, the speed-up, and whether
 the two methods drew identical images (they must). Cached timings are the median of a few
-repeats after one warm-up; the much slower naive runs are timed once.
+repeats after one warm-up; the much slower naive runs are timed once. One more cached run
+counts its tensor operations (ATen calls) per pixel, which with the time gives the average
+cost of one operation: small, many operations are what a cached step is made of.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import torch
 from common import environment, loadavg, update_marked_section
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pixelcnn
 
@@ -40,6 +43,18 @@ CASES: list[dict[str, Any]] = [
     {"name": "pixelcnnpp", "model": "pixelcnnpp", "image_shape": (3, 32, 32), "preset": "default"},
 ]
 QUICK_SHAPES = {"gated": (1, 8, 8), "pixelcnnpp": (3, 8, 8)}  # --quick: tiny images, tiny nets
+
+
+class OperationCounter(TorchDispatchMode):
+    """Counts the tensor operations (ATen calls) run inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def timed_sample(model: pixelcnn.DensityModel, batch: int, method: str, seed: int):
@@ -62,6 +77,9 @@ def benchmark_case(case: dict[str, Any], batch: int, args: argparse.Namespace) -
         cached.append(seconds)
     naive_seconds, naive_images = timed_sample(model, batch, "naive", args.seed)
     cached_seconds = statistics.median(cached)
+    with OperationCounter() as counter:  # what a cached step costs: a chain of small ops
+        timed_sample(model, batch, "cached", args.seed)
+    pixels = shape[1] * shape[2]
     return {
         "name": case["name"],
         "model": case["model"],
@@ -74,6 +92,8 @@ def benchmark_case(case: dict[str, Any], batch: int, args: argparse.Namespace) -
         "naive_images_per_second": round(batch / naive_seconds, 3),
         "cached_images_per_second": round(batch / cached_seconds, 3),
         "speedup": round(naive_seconds / cached_seconds, 2),
+        "cached_operations_per_pixel": round(counter.count / pixels, 1),
+        "cached_microseconds_per_operation": round(cached_seconds / counter.count * 1e6, 2),
         "identical_images": bool(torch.equal(naive_images, cached_images)),
     }
 
@@ -81,8 +101,8 @@ def benchmark_case(case: dict[str, Any], batch: int, args: argparse.Namespace) -
 def markdown_table(results: dict[str, Any]) -> str:
     lines = [
         "| model | image | batch | naive s | cached s | naive img/s | cached img/s "
-        "| speed-up | identical |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| speed-up | identical | cached ops/pixel | µs/op |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in results["cases"]:
         shape = "×".join(str(v) for v in row["image_shape"][1:] + row["image_shape"][:1])
@@ -90,7 +110,9 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {row['name']} ({row['preset']}) | {shape} | {row['batch']} "
             f"| {row['naive_seconds']:.2f} | {row['cached_seconds']:.3f} "
             f"| {row['naive_images_per_second']:.3g} | {row['cached_images_per_second']:.3g} "
-            f"| {row['speedup']:.1f}× | {'yes' if row['identical_images'] else 'NO'} |"
+            f"| {row['speedup']:.1f}× | {'yes' if row['identical_images'] else 'NO'} "
+            f"| {row['cached_operations_per_pixel']:.0f} "
+            f"| {row['cached_microseconds_per_operation']:.1f} |"
         )
     return "\n".join(lines)
 

@@ -157,3 +157,34 @@ def test_row_queue_keeps_the_newest_rows_and_reads_zeros_above_the_image():
     assert queue.window(2, 2)[0, 0].tolist() == [[0, 4, 0, 0, 0], [0, 0, 0, 5, 0]]
     with pytest.raises(RuntimeError, match="left the queue"):
         queue.put(0, torch.zeros(1, 1, 1, 1), col=0)
+
+
+def test_each_resolution_of_the_unet_runs_only_where_it_advances():
+    """PixelCNN++ on 8x12: the up stream steps once per row of its resolution, the up-left
+    stream once per pixel of it; stage s has (8 >> s) x (12 >> s) positions."""
+    model = pixelcnn.create("pixelcnnpp", (1, 8, 12), levels=4, preset="tiny")
+    network, calls = model.network, {}
+    watched = {
+        f"{stream}{stage}": blocks[stage][0]
+        for stage in range(3)
+        for stream, blocks in (("u", network.down_u), ("ul", network.down_ul))
+    }
+    watched.update(upsample_u0=network.upsample_u[0], upsample_ul1=network.upsample_ul[1])
+    for name, module in watched.items():
+        calls[name] = 0
+        module.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    model.sample(2)
+    assert calls == {
+        "u0": 8, "u1": 4, "u2": 2,  # rows
+        "ul0": 96, "ul1": 24, "ul2": 6,  # pixels
+        "upsample_u0": 4,  # into the rows of resolution 1/2
+        "upsample_ul1": 96,  # into every full-resolution pixel
+    }  # fmt: skip
+
+
+def test_a_progress_bar_shows_on_request(capsys):
+    model = pixelcnn.create("gated", (1, 4, 4), levels=4, preset="tiny")
+    model.sample(1)
+    assert "sampling" not in capsys.readouterr().err
+    model.sample(1, progress=True)
+    assert "sampling" in capsys.readouterr().err
