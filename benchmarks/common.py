@@ -7,10 +7,13 @@ folder on ``sys.path``; tests that import a script put it there themselves.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import re
 import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +81,32 @@ def update_marked_section(
         separator = "" if not text else "\n" if text.endswith("\n") else "\n\n"
         text = f"{text}{separator}## {heading}\n\n{section}\n"
     path.write_text(text)
+
+
+def write_results(
+    results: dict[str, Any],
+    out: str | os.PathLike,
+    docs: str | os.PathLike | None,
+    update_docs: Callable[[str | os.PathLike, dict[str, Any]], None],
+    table: str,
+) -> None:
+    """Write the JSON results, rewrite the docs section if asked, print the table."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    if docs:
+        update_docs(docs, results)
+    print(table)
+    print(f"\nwrote {out}" + (f" and {docs}" if docs else ""))
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` inside the block (None: leave it), restored after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

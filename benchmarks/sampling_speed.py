@@ -19,15 +19,13 @@ cost of one operation: small, many operations are what a cached step is made of.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from common import environment, loadavg, update_marked_section
+from common import environment, loadavg, torch_threads, update_marked_section, write_results
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import pixelcnn
@@ -144,15 +142,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON (and docs), print the table; return the results."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         env = environment(__file__, argv)
         cases = [benchmark_case(case, batch, args) for case in CASES for batch in args.batches]
         env["loadavg_end"] = loadavg()
-    finally:
-        torch.set_num_threads(threads)
     results = {
         "schema_version": SCHEMA_VERSION,
         "benchmark": "sampling_speed",
@@ -161,13 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "environment": env,
         "cases": cases,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    if args.update_docs:
-        update_docs(args.update_docs, results)
-    print(markdown_table(results))
-    print(f"\nwrote {out}" + (f" and {args.update_docs}" if args.update_docs else ""))
+    write_results(results, args.out, args.update_docs, update_docs, markdown_table(results))
     return results
 
 

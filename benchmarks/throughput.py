@@ -23,19 +23,17 @@ marked section of a Markdown file).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import environment, loadavg, update_marked_section
+from common import environment, loadavg, torch_threads, update_marked_section, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
 import pixelcnn
@@ -372,20 +370,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON (and docs), print the table; return the results."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         results = run(args, argv)
-    finally:
-        torch.set_num_threads(threads)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    if args.update_docs:
-        update_docs(args.update_docs, results)
-    print(markdown_table(results))
-    print(f"\nwrote {out}" + (f" and {args.update_docs}" if args.update_docs else ""))
+    write_results(results, args.out, args.update_docs, update_docs, markdown_table(results))
     return results
 
 

@@ -68,6 +68,7 @@ def test_sampling_speed_smoke_run_compares_both_methods(tmp_path):
     assert [(r["model"], r["batch"]) for r in results["cases"]] == [("gated", 2), ("pixelcnnpp", 2)]
     for case in results["cases"]:
         assert case["identical_images"]  # the same random stream gives the same images
-        assert case["speedup"] == round(case["naive_seconds"] / case["cached_seconds"], 2)
+        ratio = case["naive_seconds"] / case["cached_seconds"]  # of the rounded times
+        assert abs(case["speedup"] - ratio) <= 0.02 * ratio
     assert json.loads((tmp_path / "s.json").read_text())["cases"] == results["cases"]
     assert "<!-- sampling:start -->" in docs.read_text()
