@@ -1,4 +1,6 @@
-"""Training checkpoints: weights, optimizer, schedule, step and RNG state, in safetensors + JSON.
+"""Training checkpoints: weights, weight average, optimizer, schedule, step and RNG states
+(CPU, and CUDA when used), in safetensors + JSON. The position in the data order is the step
+itself: batches are a pure function of (seed, step), see ``batch_indices``.
 
 A checkpoint is a directory ``checkpoints/step_XXXXXXXX`` holding ``state.safetensors`` and
 ``state.json``. It is written under a temporary name and renamed into place, so a run killed
@@ -36,6 +38,7 @@ class Checkpoint:
     rng: torch.Tensor
     model_config: dict[str, Any]
     ema: dict[str, torch.Tensor] | None = None  # the weight average's state, when kept
+    cuda_rng: torch.Tensor | None = None  # [devices, n] generator states, when on a GPU
 
 
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Path:
@@ -53,6 +56,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
             "scheduler": checkpoint.scheduler,
             "rng": checkpoint.rng,
             "ema": checkpoint.ema,
+            "cuda_rng": checkpoint.cuda_rng,
         }
     )
     save_file(tensors, str(temp / STATE_TENSORS))
@@ -65,6 +69,16 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_partial_checkpoints(run_dir: Path) -> list[Path]:
+    """Delete checkpoint directories that a killed run left half written (they never got
+    their final name); returns what it deleted."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    partial = [p for p in root.glob(".tmp-*") if p.is_dir()] if root.is_dir() else []
+    for path in partial:
+        shutil.rmtree(path, ignore_errors=True)
+    return partial
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -99,4 +113,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         rng=state["rng"],
         model_config=meta["model_config"],
         ema=state.get("ema"),
+        cuda_rng=state.get("cuda_rng"),
     )

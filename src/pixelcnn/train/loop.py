@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,22 @@ from tqdm.auto import tqdm
 
 from pixelcnn.conditions import select
 from pixelcnn.evaluate import evaluate
+from pixelcnn.files import remove_stale_temporaries
 from pixelcnn.model import DensityModel, ModelConfig, load_weights
 from pixelcnn.nn.data_init import data_dependent_init
-from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from pixelcnn.train.metrics import append_metrics, plot_training_curve, read_metrics
+from pixelcnn.train.checkpoint import (
+    Checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    remove_partial_checkpoints,
+    save_checkpoint,
+)
+from pixelcnn.train.metrics import (
+    append_metrics,
+    keep_metrics_up_to,
+    plot_training_curve,
+    read_metrics,
+)
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
@@ -44,6 +57,13 @@ class TrainOptions:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     progress: bool = True
+    # Numerical faults: a step with a non-finite loss or gradient is skipped; after this
+    # many in a row the last good weights come back with the learning rate times
+    # ``lr_backoff``, and after ``max_restores`` restores without a good step between
+    # them training stops with an error.
+    max_bad_steps: int = 5
+    lr_backoff: float = 0.5
+    max_restores: int = 3
 
     def check(self) -> None:
         for name in ("steps", "batch_size"):
@@ -59,6 +79,10 @@ class TrainOptions:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_bad_steps < 1 or self.max_restores < 0:
+            raise ValueError("max_bad_steps must be at least 1 and max_restores at least 0")
+        if not 0 < self.lr_backoff <= 1:
+            raise ValueError(f"lr backoff must be in (0, 1], got {self.lr_backoff}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not self.learning_rate > 0:
@@ -117,6 +141,46 @@ def mean_bits_per_dim(
     return nats.mean() / (math.prod(model.image_shape) * math.log(2))
 
 
+class LastGoodState:
+    """A copy (in CPU memory) of the weights, weight average and optimizer state at the
+    last checkpoint, for restoring after a run of non-finite steps."""
+
+    def __init__(self, model, optimizer, ema):
+        self.model, self.optimizer, self.ema = model, optimizer, ema
+        self.step = 0
+        self.saved: dict[str, Any] = {}
+
+    def remember(self, step: int) -> None:
+        self.step = step
+        self.saved = {
+            "model": _to_cpu(self.model.state_dict()),
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "ema": _to_cpu(self.ema.state_dict()) if self.ema is not None else None,
+        }
+
+    def restore(self, scheduler, backoff: float) -> float:
+        """Load the copy back, scale the learning rate by ``backoff``; the new rate."""
+        self.model.load_state_dict(self.saved["model"])
+        self.optimizer.load_state_dict(self.saved["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(self.saved["ema"])
+        # the schedule keeps its position; only its base rate is lowered (and checkpointed)
+        scheduler.base_lrs = [rate * backoff for rate in scheduler.base_lrs]
+        for group, rate in zip(self.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+            group["lr"] = rate * backoff
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def _to_cpu(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_cpu(v) for v in state)
+    return state
+
+
 def train(
     model: DensityModel,
     train_images: torch.Tensor,
@@ -166,12 +230,19 @@ def train(
                 data_dependent_init(model.network, lambda: model(levels, condition))
     ema = _ema(model, options.ema_decay) if options.ema_decay else None
     step = 0
+    metrics_path = run_dir / METRICS_FILE
+    last_good = LastGoodState(model, optimizer, ema)
     if resume:
         step = _restore(model, optimizer, scheduler, ema, run_dir, log)
+        # what a killed run left behind: half-written files, and metrics past the checkpoint
+        remove_partial_checkpoints(run_dir)
+        remove_stale_temporaries(run_dir)
+        keep_metrics_up_to(metrics_path, step)
     eval_model = ema.module if ema is not None else model
 
-    metrics_path = run_dir / METRICS_FILE
     result = TrainResult(step=step, train_bpd=None, test_bpd=None, eval_model=eval_model)
+    last_good.remember(step)
+    bad_in_a_row = restores_in_a_row = skipped = 0
     window: list[float] = []
     window_start = time.perf_counter()
     model.train()
@@ -189,17 +260,57 @@ def train(
             levels = train_levels[indices].to(device=device, dtype=torch.int64)
             loss = mean_bits_per_dim(model, levels, select(conditions, indices))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if options.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+                # the norm is computed in any case: a non-finite one marks a bad step
+                norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), options.grad_clip or math.inf
+                )
+                finite = bool(torch.isfinite(norm))
+            if finite:
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                window.append(loss.item())
+                bad_in_a_row = restores_in_a_row = 0
+            else:  # skip the update; the batch is not seen again
+                optimizer.zero_grad(set_to_none=True)
+                bad_in_a_row += 1
+                skipped += 1
+            with warnings.catch_warnings():
+                # a skipped first step calls it before any optimizer.step(): intended here
+                warnings.filterwarnings(
+                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                )
+                scheduler.step()
             step += 1
-            window.append(loss.item())
             bar.update(1)
-            bar.set_postfix(bpd=f"{sum(window[-50:]) / len(window[-50:]):.3f}")
+            if window:
+                bar.set_postfix(bpd=f"{sum(window[-50:]) / len(window[-50:]):.3f}")
+            if bad_in_a_row >= options.max_bad_steps:
+                if restores_in_a_row >= options.max_restores:
+                    raise FloatingPointError(
+                        f"training keeps producing non-finite losses or gradients at step "
+                        f"{step} ({restores_in_a_row} restores of the step-{last_good.step} "
+                        "weights did not help); check the data and lower --lr"
+                    )
+                rate = last_good.restore(scheduler, options.lr_backoff)
+                restores_in_a_row += 1
+                bad_in_a_row = 0
+                message = (
+                    f"step {step}: {options.max_bad_steps} non-finite steps in a row; restored "
+                    f"the weights of step {last_good.step} and lowered the learning rate to "
+                    f"{rate:.3g}"
+                )
+                if options.progress:
+                    bar.write(message)
+                else:
+                    log(message)
+                append_metrics(
+                    metrics_path,
+                    {"step": step, "event": "restored", "from_step": last_good.step, "lr": rate},
+                )
 
             evaluate_now = eval_set is not None and (
                 step == options.steps or (options.eval_every and step % options.eval_every == 0)
@@ -212,23 +323,27 @@ def train(
                 elapsed = time.perf_counter() - window_start
                 record = {
                     "step": step,
-                    "train_bpd": sum(window) / len(window),
                     "lr": optimizer.param_groups[0]["lr"],
                     "images_per_s": len(window) * batch_size / max(elapsed, 1e-9),
                 }
-                result.train_bpd = record["train_bpd"]
+                if window:  # none when every step since the last record was skipped
+                    record["train_bpd"] = result.train_bpd = sum(window) / len(window)
+                if skipped:
+                    record["skipped_steps"] = skipped
                 if evaluate_now:
                     scores = evaluate(eval_model, eval_set, condition=eval_condition)
                     result.test_bpd = scores.bits_per_dim
                     record["test_bpd"] = result.test_bpd
                     bar.write(
-                        f"step {step}: train {record['train_bpd']:.4f} bits/dim, "
+                        f"step {step}: train {result.train_bpd or math.nan:.4f} bits/dim, "
                         f"test {result.test_bpd:.4f} bits/dim"
                     )
                 append_metrics(metrics_path, record)
-                window, window_start = [], time.perf_counter()
+                window, window_start, skipped = [], time.perf_counter(), 0
             if checkpoint_now:
                 _save(model, optimizer, scheduler, ema, step, run_dir, options.keep_checkpoints)
+                if bad_in_a_row == 0:
+                    last_good.remember(step)
                 plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
     finally:
         bar.close()
@@ -243,6 +358,9 @@ def _save(model, optimizer, scheduler, ema, step: int, run_dir: Path, keep: int)
         optimizer=optimizer.state_dict(),
         scheduler=scheduler.state_dict(),
         rng=torch.get_rng_state(),
+        cuda_rng=torch.stack(torch.cuda.get_rng_state_all())
+        if torch.cuda.is_initialized()
+        else None,
         model_config=model.config.to_json(),
         ema=ema.state_dict() if ema is not None else None,
     )
@@ -267,6 +385,13 @@ def _restore(model, optimizer, scheduler, ema, run_dir: Path, log: Callable[[str
         optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.scheduler)
         torch.set_rng_state(checkpoint.rng)
+        if checkpoint.cuda_rng is not None and torch.cuda.is_available():
+            if len(checkpoint.cuda_rng) != torch.cuda.device_count():
+                raise ValueError(
+                    f"it holds the random state of {len(checkpoint.cuda_rng)} GPUs, "
+                    f"this machine has {torch.cuda.device_count()}"
+                )
+            torch.cuda.set_rng_state_all(list(checkpoint.cuda_rng))
         if ema is not None:
             if checkpoint.ema is None:
                 raise ValueError("it was trained without a weight average (--ema 0)")

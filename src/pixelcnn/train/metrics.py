@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pixelcnn.files import atomic_write
+
 
 def append_metrics(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append ``record`` as one JSON line (flushed, so a killed run keeps what it logged)."""
@@ -27,6 +29,17 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def keep_metrics_up_to(path: str | os.PathLike, step: int) -> None:
+    """Rewrite the metrics file with the records of steps <= ``step`` only: what a run
+    resumed from that step's checkpoint logged before (it logs the later steps again)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [r for r in read_metrics(path) if isinstance(r, dict) and r.get("step", 0) <= step]
+    text = "".join(json.dumps(record) + "\n" for record in kept)
+    atomic_write(path, lambda temp: Path(temp).write_text(text))
 
 
 def plot_training_curve(records: list[dict[str, Any]], path: str | os.PathLike) -> Path | None:

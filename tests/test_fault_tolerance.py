@@ -1,0 +1,182 @@
+"""Training survives faults: a run killed with SIGKILL at an arbitrary moment and resumed
+ends exactly where an uninterrupted run ends."""
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import pixelcnn
+from pixelcnn.train import TrainOptions, batch_indices, loop, train
+from pixelcnn.train.checkpoint import list_checkpoints, load_checkpoint
+
+STEPS = 150
+# PixelCNN++ with dropout, a weight average and data-dependent init: every kind of state a
+# checkpoint must carry (weights, average, Adam moments, schedule, step, RNG for dropout).
+TRAIN = [
+    sys.executable, "-m", "pixelcnn", "train", "--model", "pixelcnnpp", "--preset", "tiny",
+    "--hp", "dropout=0.5", "--data", "mnist5k", "--size", "8", "--levels", "4",
+    "--batch-size", "8", "--steps", str(STEPS), "--checkpoint-every", "7",
+    "--eval-every", "0", "--samples", "0", "--seed", "3", "--quiet",
+]  # fmt: skip
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same arithmetic in every run
+
+
+def run(args, **kwargs):
+    return subprocess.run(TRAIN + args, env=ENV, capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tmp_path):
+    reference = tmp_path / "reference"
+    done = run(["--out", str(reference)], timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [*TRAIN, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    chooser = random.Random(os.urandom(8))
+    wait_for = chooser.randrange(7, STEPS // 2)  # kill some time after this step's checkpoint
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        steps = [load_step(path) for path in list_checkpoints(killed)]
+        if steps and max(steps) >= wait_for:
+            break
+        time.sleep(0.01)
+    time.sleep(chooser.uniform(0, 0.05))  # mid-step, mid-write: anywhere
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    newest = load_step(list_checkpoints(killed)[-1])
+    assert newest < STEPS, "nothing left to resume"
+
+    resumed = run(["--out", str(killed), "--resume"], timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {newest}" in resumed.stdout + resumed.stderr
+
+    for name in ("model.safetensors",):  # the saved (averaged) model
+        expected, actual = load_file(str(reference / name)), load_file(str(killed / name))
+        assert expected.keys() == actual.keys()
+        for key in expected:
+            torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6)
+    final_expected = load_checkpoint(list_checkpoints(reference)[-1])
+    final_actual = load_checkpoint(list_checkpoints(killed)[-1])
+    assert final_actual.step == final_expected.step == STEPS
+    for key, tensor in final_expected.model.items():  # the raw weights, not the average
+        torch.testing.assert_close(final_actual.model[key], tensor, rtol=0, atol=1e-6)
+    moments = final_expected.optimizer["state"]
+    for index, state in moments.items():
+        torch.testing.assert_close(
+            final_actual.optimizer["state"][index]["exp_avg_sq"], state["exp_avg_sq"]
+        )
+    # the metrics log holds each logged step once, as the uninterrupted run's does, and no
+    # half-written file is left behind
+    assert logged_steps(killed) == logged_steps(reference)
+    leftovers = [p.name for p in killed.rglob(".*") if p.name.endswith(".tmp") or ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def logged_steps(run_dir):
+    return [
+        json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def load_step(path):
+    return int(path.name.removeprefix("step_"))
+
+
+def vector_model():
+    torch.manual_seed(0)
+    return pixelcnn.create("gated", (1, 6, 6), levels=4, preset="tiny", vector_dim=2)
+
+
+def noisy_data(count=64, poisoned=()):
+    """Random 6x6 images with vector conditions; the ``poisoned`` images' vectors are NaN,
+    so any batch holding one has a NaN loss."""
+    generator = torch.Generator().manual_seed(1)
+    images = pixelcnn.Quantizer(4).snap(
+        torch.randint(0, 256, (count, 1, 6, 6), generator=generator, dtype=torch.uint8)
+    )
+    vectors = torch.randn(count, 2, generator=generator)
+    vectors[list(poisoned)] = math.nan
+    return images, vectors
+
+
+def options(**kwargs):
+    defaults = dict(steps=24, batch_size=8, eval_every=0, checkpoint_every=8, progress=False)
+    return TrainOptions(**{**defaults, **kwargs})
+
+
+def test_a_nan_batch_is_skipped_and_training_goes_on(tmp_path):
+    images, vectors = noisy_data(poisoned=[5])  # one image: one batch per epoch (8 batches)
+    model = vector_model()
+    result = train(model, images, None, options(), tmp_path, train_condition=vectors)
+    assert result.step == 24
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    skipped = sum(r.get("skipped_steps", 0) for r in records)
+    assert skipped == 3  # the poisoned image's batch, once in each of the 3 epochs
+    assert not any(r.get("event") == "restored" for r in records)
+
+
+def test_a_skipped_step_leaves_the_weights_untouched(tmp_path):
+    first_batch = batch_indices(0, 64, 8, seed=0)
+    images, vectors = noisy_data(poisoned=[int(first_batch[3])])
+    model = vector_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(model, images, None, options(steps=1), tmp_path, train_condition=vectors)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert record["skipped_steps"] == 1 and "train_bpd" not in record
+
+
+def test_non_finite_steps_in_a_row_restore_the_last_good_weights_with_a_lower_rate(
+    tmp_path, monkeypatch
+):
+    images, vectors = noisy_data()
+    calls = {"n": 0}
+    real_loss = loop.mean_bits_per_dim
+
+    def loss_with_a_bad_stretch(model, levels, condition=None):
+        calls["n"] += 1
+        value = real_loss(model, levels, condition)
+        return value * math.inf if 11 <= calls["n"] <= 15 else value  # steps 11..15
+
+    monkeypatch.setattr(loop, "mean_bits_per_dim", loss_with_a_bad_stretch)
+    messages = []
+    model = vector_model()
+    opts = options(learning_rate=1e-3, lr_schedule="constant")
+    train(model, images, None, opts, tmp_path, train_condition=vectors, log=messages.append)
+    assert any("restored the weights of step 8" in m and "to 0.0005" in m for m in messages), (
+        messages
+    )
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    restored = [r for r in records if r.get("event") == "restored"]
+    assert [(r["step"], r["from_step"]) for r in restored] == [(15, 8)]
+    assert records[-1]["lr"] == pytest.approx(5e-4)  # the lower rate stays, and is saved
+    final = load_checkpoint(list_checkpoints(tmp_path)[-1])
+    assert final.scheduler["base_lrs"] == [pytest.approx(5e-4)]
+
+
+def test_training_that_stays_non_finite_stops_with_a_clear_error(tmp_path):
+    images, vectors = noisy_data()
+    vectors[:] = math.nan  # every batch
+    with pytest.raises(FloatingPointError, match="non-finite.*check the data"):
+        train(
+            vector_model(),
+            images,
+            None,
+            options(steps=100, max_restores=2),
+            tmp_path,
+            train_condition=vectors,
+        )
