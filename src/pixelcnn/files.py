@@ -34,3 +34,18 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work is done, a file path that could not be written: it names a
+    directory, an ancestor is a file, or the nearest existing directory is read-only."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot write {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write {path}: {parent} is not writable")

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pixelcnn.files import atomic_write
+
 
 def image_grid(
     images: torch.Tensor | np.ndarray, columns: int | None = None, padding: int = 2, scale: int = 1
@@ -48,5 +50,7 @@ def save_image_grid(
     if scale is None:
         scale = max(1, 128 // max(array.shape[-2:])) if array.ndim == 4 else 1
     path = Path(path)
-    image_grid(array, columns=columns, scale=scale).save(path, format="PNG")
+    picture = image_grid(array, columns=columns, scale=scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda temp: picture.save(temp, format="PNG"))  # never half a PNG
     return path

@@ -14,6 +14,7 @@ from PIL import Image
 import pixelcnn
 from pixelcnn.data import load_dataset
 from pixelcnn.evaluate import evaluate
+from pixelcnn.files import check_writable
 from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
@@ -89,6 +90,7 @@ def run_train(args: argparse.Namespace) -> None:
         args.steps = max(args.steps or 0, stored.get("steps", 0))
     else:
         check_new_run(run_dir, force=args.force)
+        check_writable(run_dir / "train_args.json")  # before any data is loaded
     if args.steps is None:
         args.steps = TrainOptions().steps
     recipe = {**TrainOptions().__dict__, **TRAINING_DEFAULTS.get(args.model, {})}
@@ -138,7 +140,7 @@ def run_train(args: argparse.Namespace) -> None:
     options.check()
     if not args.resume:
         prepare_new_run(run_dir, force=args.force)
-    write_run_args(run_dir, {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")})
+    run_args = {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")}
     parameters = sum(p.numel() for p in model.parameters())
     print(
         f"training {args.model} ({parameters:,} parameters) on {args.data}: "
@@ -154,6 +156,8 @@ def run_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         train_condition=train_labels,
         test_condition=test_labels,
+        # written once the run can start (a resume that fails changes nothing)
+        on_start=lambda step: write_run_args(run_dir, run_args),
     )
     model = trained.eval_model  # the weight average, when training kept one
 
@@ -226,6 +230,8 @@ def load_run_model(run: str) -> pixelcnn.DensityModel:
 def run_sample(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
     condition, n, columns = sample_condition(model, args)
+    out = Path(args.out) if args.out else Path(args.run) / SAMPLES_FILE
+    check_writable(out)  # before the work, not after
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     images = model.sample(
         n,
@@ -235,7 +241,6 @@ def run_sample(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         method=args.method,
     )
-    out = Path(args.out) if args.out else Path(args.run) / SAMPLES_FILE
     print(f"samples: {save_image_grid(images, out, columns=columns)}")
 
 
@@ -277,6 +282,8 @@ def run_complete(args: argparse.Namespace) -> None:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     if args.columns is not None and args.columns < 1:
         raise ValueError(f"--columns must be at least 1, got {args.columns}")
+    out = Path(args.out) if args.out else Path(args.run) / COMPLETIONS_FILE
+    check_writable(out)  # before the work, not after
     image = read_image(args.image, model)  # [1, C, H, W]
     known = torch.zeros(model.image_shape[1:], dtype=torch.bool)
     known[: args.rows] = True
@@ -292,7 +299,6 @@ def run_complete(args: argparse.Namespace) -> None:
     )
     visible = image.masked_fill(~known, 0)  # the unknown rows black
     grid = torch.cat([image, visible, completions.cpu()])
-    out = Path(args.out) if args.out else Path(args.run) / COMPLETIONS_FILE
     columns = args.columns or args.n + 2
     print(f"completions: {save_image_grid(grid, out, columns=columns)}")
 

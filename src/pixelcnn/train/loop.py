@@ -192,6 +192,7 @@ def train(
     stop_at: int | None = None,
     train_condition: Any = None,
     test_condition: Any = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on uint8 images [N, C, H, W] (valid levels), writing into ``run_dir``.
 
@@ -201,6 +202,8 @@ def train(
     early at that step (with a checkpoint), leaving the schedule as if it went on: training
     in chunks, or a test of resuming. Conditional models take one condition per image in
     ``train_condition`` / ``test_condition`` (class labels [N], vectors [N, d], ...).
+    ``on_start(step)`` runs once the state is ready (restored, when resuming) and before
+    the first step: a run that cannot start has written nothing.
     """
     options.check()
     run_dir = Path(run_dir)
@@ -243,6 +246,8 @@ def train(
     result = TrainResult(step=step, train_bpd=None, test_bpd=None, eval_model=eval_model)
     last_good.remember(step)
     bad_in_a_row = restores_in_a_row = skipped = 0
+    if on_start is not None:
+        on_start(step)
     window: list[float] = []
     window_start = time.perf_counter()
     model.train()
