@@ -147,9 +147,9 @@ def test_non_finite_steps_in_a_row_restore_the_last_good_weights_with_a_lower_ra
     calls = {"n": 0}
     real_loss = loop.mean_bits_per_dim
 
-    def loss_with_a_bad_stretch(model, levels, condition=None):
+    def loss_with_a_bad_stretch(model, levels, condition=None, forward=None):
         calls["n"] += 1
-        value = real_loss(model, levels, condition)
+        value = real_loss(model, levels, condition, forward)
         return value * math.inf if 11 <= calls["n"] <= 15 else value  # steps 11..15
 
     monkeypatch.setattr(loop, "mean_bits_per_dim", loss_with_a_bad_stretch)

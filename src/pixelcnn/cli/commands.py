@@ -18,6 +18,7 @@ from pixelcnn.files import check_writable
 from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
+from pixelcnn.train.distributed import World, join_from_environment, leave
 from pixelcnn.train.run_dir import (
     COMPLETIONS_FILE,
     SAMPLES_FILE,
@@ -81,7 +82,16 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, Any]:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    world = join_from_environment()  # one process, or one of torchrun's
+    try:
+        _train_in(world, args)
+    finally:
+        leave(world)
+
+
+def _train_in(world: World, args: argparse.Namespace) -> None:
     run_dir = Path(args.out)
+    say = print if world.is_main else _silent
     if args.resume:
         stored = read_run_args(run_dir)
         for name in RUN_ARGUMENTS:
@@ -119,8 +129,7 @@ def run_train(args: argparse.Namespace) -> None:
         preset=args.preset,
         **hyperparameters,
     )
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model.to(world.device())
     train_images, test_images = model.quantize(train_images), model.quantize(test_images)
     options = TrainOptions(
         steps=args.steps,
@@ -135,17 +144,20 @@ def run_train(args: argparse.Namespace) -> None:
         eval_images=args.eval_images,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
-        progress=not args.quiet,
+        progress=not args.quiet and world.is_main,
     )
     options.check()
-    if not args.resume:
+    world.check_batch(args.batch_size)
+    if not args.resume and world.is_main:
         prepare_new_run(run_dir, force=args.force)
+    world.barrier()  # the run directory is ready before any process trains
     run_args = {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")}
     parameters = sum(p.numel() for p in model.parameters())
-    print(
+    processes = f" in {world.size} processes" if world.distributed else ""
+    say(
         f"training {args.model} ({parameters:,} parameters) on {args.data}: "
         f"{len(train_images)} train / {len(test_images)} test images of shape "
-        f"{list(train_images.shape[1:])}, {args.levels} levels, {args.steps} steps"
+        f"{list(train_images.shape[1:])}, {args.levels} levels, {args.steps} steps{processes}"
     )
     trained = train(
         model,
@@ -158,8 +170,12 @@ def run_train(args: argparse.Namespace) -> None:
         test_condition=test_labels,
         # written once the run can start (a resume that fails changes nothing)
         on_start=lambda step: write_run_args(run_dir, run_args),
+        world=world,
+        log=say,
     )
     model = trained.eval_model  # the weight average, when training kept one
+    if not world.is_main:
+        return  # samples and the final evaluation: once, in the main process
 
     if args.samples:
         generator = torch.Generator(device=model.device).manual_seed(args.seed)
@@ -177,6 +193,10 @@ def run_train(args: argparse.Namespace) -> None:
         f"test bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
         f"({result.count} {args.data} test images, {args.levels} levels)"
     )
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """``print`` for the processes other than the main one."""
 
 
 def check_class_options(model, asked: bool, refusal: str, remedy: str) -> int:

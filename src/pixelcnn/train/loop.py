@@ -26,6 +26,7 @@ from pixelcnn.train.checkpoint import (
     remove_partial_checkpoints,
     save_checkpoint,
 )
+from pixelcnn.train.distributed import SINGLE, World
 from pixelcnn.train.metrics import (
     append_metrics,
     keep_metrics_up_to,
@@ -134,10 +135,16 @@ def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
 
 
 def mean_bits_per_dim(
-    model: DensityModel, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
+    model: DensityModel,
+    levels: torch.Tensor,
+    condition: dict[str, torch.Tensor] | None = None,
+    forward: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The training loss: mean bits/dim of integer levels [B, C, H, W] -> scalar."""
-    nats = -model.level_log_probs(levels, condition).flatten(1).sum(1)
+    """The training loss: mean bits/dim of integer levels [B, C, H, W] -> scalar.
+
+    ``forward`` runs the network in place of ``model`` itself (its DDP wrapper)."""
+    params = (forward or model)(levels, condition)
+    nats = -model.likelihood.log_prob(params, levels).flatten(1).sum(1)
     return nats.mean() / (math.prod(model.image_shape) * math.log(2))
 
 
@@ -193,6 +200,7 @@ def train(
     train_condition: Any = None,
     test_condition: Any = None,
     on_start: Callable[[int], None] | None = None,
+    world: World = SINGLE,
 ) -> TrainResult:
     """Train ``model`` on uint8 images [N, C, H, W] (valid levels), writing into ``run_dir``.
 
@@ -204,6 +212,9 @@ def train(
     ``train_condition`` / ``test_condition`` (class labels [N], vectors [N, d], ...).
     ``on_start(step)`` runs once the state is ready (restored, when resuming) and before
     the first step: a run that cannot start has written nothing.
+
+    ``world`` (see :mod:`pixelcnn.train.distributed`) trains one slice of every batch in
+    each of several processes; only its main process writes files and reports.
     """
     options.check()
     run_dir = Path(run_dir)
@@ -218,6 +229,8 @@ def train(
         eval_set = test_images[: options.eval_images or None]
         eval_condition = select(test_condition, slice(0, len(eval_set)))
     batch_size = min(options.batch_size, len(train_levels))
+    world.check_batch(batch_size)
+    writes = world.is_main  # files, logs and the progress bar: one process only
 
     optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -236,18 +249,20 @@ def train(
     metrics_path = run_dir / METRICS_FILE
     last_good = LastGoodState(model, optimizer, ema)
     if resume:
-        step = _restore(model, optimizer, scheduler, ema, run_dir, log)
-        # what a killed run left behind: half-written files, and metrics past the checkpoint
-        remove_partial_checkpoints(run_dir)
-        remove_stale_temporaries(run_dir)
-        keep_metrics_up_to(metrics_path, step)
+        step = _restore(model, optimizer, scheduler, ema, run_dir, log if writes else _quiet)
+        world.barrier()  # every process has read the checkpoint before any file goes
+        if writes:  # what a killed run left behind: half-written files, later metrics
+            remove_partial_checkpoints(run_dir)
+            remove_stale_temporaries(run_dir)
+            keep_metrics_up_to(metrics_path, step)
     eval_model = ema.module if ema is not None else model
 
     result = TrainResult(step=step, train_bpd=None, test_bpd=None, eval_model=eval_model)
     last_good.remember(step)
     bad_in_a_row = restores_in_a_row = skipped = 0
-    if on_start is not None:
+    if on_start is not None and writes:
         on_start(step)
+    forward = world.wrap(model)  # DDP across processes; the model itself in one
     window: list[float] = []
     window_start = time.perf_counter()
     model.train()
@@ -256,16 +271,17 @@ def train(
         initial=step,
         desc="training",
         unit="step",
-        disable=not options.progress,
+        disable=not (options.progress and writes),
     )
     try:
         last = options.steps if stop_at is None else min(stop_at, options.steps)
         while step < last:
             indices = batch_indices(step, len(train_levels), batch_size, options.seed)
+            indices = world.shard(indices)  # this process's slice of the global batch
             levels = train_levels[indices].to(device=device, dtype=torch.int64)
-            loss = mean_bits_per_dim(model, levels, select(conditions, indices))
+            loss = mean_bits_per_dim(model, levels, select(conditions, indices), forward)
             optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
+            finite = world.all_true(bool(torch.isfinite(loss)))  # all skip, or none
             if finite:
                 loss.backward()
                 # the norm is computed in any case: a non-finite one marks a bad step
@@ -308,14 +324,13 @@ def train(
                     f"the weights of step {last_good.step} and lowered the learning rate to "
                     f"{rate:.3g}"
                 )
-                if options.progress:
-                    bar.write(message)
-                else:
-                    log(message)
-                append_metrics(
-                    metrics_path,
-                    {"step": step, "event": "restored", "from_step": last_good.step, "lr": rate},
-                )
+                if writes:
+                    if options.progress:
+                        bar.write(message)
+                    else:
+                        log(message)
+                    event = {"event": "restored", "from_step": last_good.step, "lr": rate}
+                    append_metrics(metrics_path, {"step": step, **event})
 
             evaluate_now = eval_set is not None and (
                 step == options.steps or (options.eval_every and step % options.eval_every == 0)
@@ -325,14 +340,17 @@ def train(
             )
             log_now = options.log_every and step % options.log_every == 0
             if evaluate_now or checkpoint_now or log_now:
+                # every process reaches this at the same steps: the mean is a collective
+                train_bpd = world.mean(sum(window) / len(window)) if window else None
+            if writes and (evaluate_now or checkpoint_now or log_now):
                 elapsed = time.perf_counter() - window_start
                 record = {
                     "step": step,
                     "lr": optimizer.param_groups[0]["lr"],
                     "images_per_s": len(window) * batch_size / max(elapsed, 1e-9),
                 }
-                if window:  # none when every step since the last record was skipped
-                    record["train_bpd"] = result.train_bpd = sum(window) / len(window)
+                if train_bpd is not None:  # none when every step since was skipped
+                    record["train_bpd"] = result.train_bpd = train_bpd
                 if skipped:
                     record["skipped_steps"] = skipped
                 if evaluate_now:
@@ -344,16 +362,22 @@ def train(
                         f"test {result.test_bpd:.4f} bits/dim"
                     )
                 append_metrics(metrics_path, record)
+            if evaluate_now or checkpoint_now or log_now:
                 window, window_start, skipped = [], time.perf_counter(), 0
             if checkpoint_now:
-                _save(model, optimizer, scheduler, ema, step, run_dir, options.keep_checkpoints)
+                if writes:
+                    _save(model, optimizer, scheduler, ema, step, run_dir, options.keep_checkpoints)
+                    plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
                 if bad_in_a_row == 0:
                     last_good.remember(step)
-                plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
     finally:
         bar.close()
     result.step = step
     return result
+
+
+def _quiet(message: str) -> None:
+    """The log of processes other than the main one."""
 
 
 def _save(model, optimizer, scheduler, ema, step: int, run_dir: Path, keep: int) -> None:
