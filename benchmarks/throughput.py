@@ -38,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import pixelcnn
 from pixelcnn.train import TrainOptions, mean_bits_per_dim
+from pixelcnn.train.loop import Autocast
 
 DEFAULT_OUT = "benchmarks/results/throughput.json"
 DOCS_START = "<!-- throughput:start -->"
@@ -142,13 +143,20 @@ def time_repeats(step: Callable[[], Any], warmup: int, repeats: int, steps: int)
 
 
 def make_train_step(
-    model: pixelcnn.DensityModel, levels: torch.Tensor, learning_rate: float, grad_clip: float
+    model: pixelcnn.DensityModel,
+    levels: torch.Tensor,
+    learning_rate: float,
+    grad_clip: float,
+    precision: str = "fp32",
 ) -> Callable[[], None]:
-    """One optimiser step of the training loop on a fixed batch."""
+    """One optimiser step of the training loop on a fixed batch, in ``precision``
+    (the loop's own autocast: "bf16" runs the passes in bfloat16)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    autocast = Autocast(levels.device, precision)
 
     def step() -> None:
-        loss = mean_bits_per_dim(model, levels)
+        with autocast:
+            loss = mean_bits_per_dim(model, levels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -183,10 +191,14 @@ def benchmark_model(entry: dict[str, Any], args: argparse.Namespace) -> dict[str
         timing.update(entry.get("timing", {}))
     levels = model.images_to_levels(random_images(image_shape, batch, args.seed))
     flops = model_flops_per_image(model, levels)
-    step = make_train_step(model, levels, args.learning_rate, args.grad_clip)
-    seconds = time_repeats(step, timing["warmup"], timing["repeats"], timing["steps"])
-    per_repeat = [batch / s for s in seconds]
+    rates = {}
+    for precision in args.precisions:  # side by side, the same model and batch
+        step = make_train_step(model, levels, args.learning_rate, args.grad_clip, precision)
+        seconds = time_repeats(step, timing["warmup"], timing["repeats"], timing["steps"])
+        rates[precision] = [batch / s for s in seconds]
+    per_repeat = rates[args.precisions[0]]
     images_per_s = statistics.median(per_repeat)
+    by_precision = {name: statistics.median(values) for name, values in rates.items()}
     return {
         "name": entry["name"],
         "model": entry["model"],
@@ -200,6 +212,9 @@ def benchmark_model(entry: dict[str, Any], args: argparse.Namespace) -> dict[str
         "batch_size": batch,
         "seconds_per_step_median": batch / images_per_s,
         "achieved_train_flops_per_s": flops["train_flops_per_image"] * images_per_s,
+        "precision": args.precisions[0],
+        "images_per_s_by_precision": by_precision,
+        "images_per_s_by_precision_repeats": rates,
     }
 
 
@@ -274,13 +289,17 @@ def markdown_table(results: dict[str, Any]) -> str:
         "| model | image shape | params | GFLOPs/image fwd | GFLOPs/image train | images/s "
         "| achieved GFLOP/s | fraction of dense conv |"
     )
-    lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    others = [p for p in results["precisions"][1:]]
+    header += "".join(f" {p} images/s | {p} / {results['precisions'][0]} |" for p in others)
+    lines = [header, "| --- | --- |" + " ---: |" * (6 + 2 * len(others))]
     for r in results["models"]:
+        rates = r["images_per_s_by_precision"]
         lines.append(
             f"| {r['name']} | {_shape_text(r['image_shape'])} | {r['parameters']:,} "
             f"| {r['forward_flops_per_image'] / 1e9:.3f} | {r['train_flops_per_image'] / 1e9:.3f} "
             f"| {r['images_per_s']:.1f} | {r['achieved_train_flops_per_s'] / 1e9:.1f} "
             f"| {r['fraction_of_dense_conv']:.2f} |"
+            + "".join(f" {rates[p]:.1f} | {rates[p] / r['images_per_s']:.2f} |" for p in others)
         )
     dense, env = results["dense_conv"], results["environment"]
     lines.append("")
@@ -310,6 +329,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="images per step (default 32; quick 4)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 2)")
     parser.add_argument("--repeats", type=int, help="timed repeats (default 5)")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=["fp32", "bf16"],
+        help="training arithmetic to time side by side; the first gives the FLOP/s columns",
+    )
     parser.add_argument("--steps", type=int, help="training steps per repeat (default 3)")
     parser.add_argument("--dense-steps", type=int, help="dense-conv steps per repeat (default 3)")
     parser.add_argument(
@@ -345,6 +371,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "benchmark": "throughput",
         "quick": args.quick,
         "batch_size": args.batch_size,
+        "precisions": args.precisions,
         "timing": {
             "warmup": args.warmup,
             "repeats": args.repeats,

@@ -167,6 +167,16 @@ CLI_CASES = [
 ]
 
 
+if not torch.cuda.is_available():  # with a GPU, fp16 is allowed
+    CLI_CASES.append(
+        (
+            "fp16 on a CPU",
+            lambda t, r: ["train", "--out", str(r), "--force", "--precision", "fp16", *TINY],
+            "fp16 training needs a GPU",
+        )
+    )
+
+
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_refuses_bad_input_with_one_line_and_status_2(case, run, tmp_path, capsys):
     _, make_argv, message = case

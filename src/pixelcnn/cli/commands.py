@@ -19,6 +19,7 @@ from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.distributed import World, join_from_environment, leave
+from pixelcnn.train.loop import check_precision
 from pixelcnn.train.run_dir import (
     COMPLETIONS_FILE,
     SAMPLES_FILE,
@@ -92,6 +93,7 @@ def run_train(args: argparse.Namespace) -> None:
 def _train_in(world: World, args: argparse.Namespace) -> None:
     run_dir = Path(args.out)
     say = print if world.is_main else _silent
+    check_precision(args.precision, world.device())
     if args.resume:
         stored = read_run_args(run_dir)
         for name in RUN_ARGUMENTS:
@@ -137,6 +139,8 @@ def _train_in(world: World, args: argparse.Namespace) -> None:
         learning_rate=args.lr,
         lr_schedule=args.lr_schedule,
         grad_clip=args.grad_clip,
+        precision=args.precision,
+        tensorboard=args.tensorboard,
         ema_decay=args.ema,
         init_images=args.data_init,
         seed=args.seed,

@@ -9,6 +9,7 @@ import sys
 from pixelcnn.cli import receptive_field_command
 from pixelcnn.model import SAMPLING_METHODS
 from pixelcnn.models import NETWORKS, PRESETS
+from pixelcnn.train.loop import PRECISIONS
 
 EXIT_USAGE = 2
 
@@ -54,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     train.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
     train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    train.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="no TensorBoard events even when tensorboard is installed",
+    )
+    train.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="training arithmetic: bf16 autocast (CPU, GPU), fp16 with loss scaling (GPU)",
+    )
     train.add_argument(
         "--ema",
         type=float,

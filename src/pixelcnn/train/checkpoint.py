@@ -39,6 +39,7 @@ class Checkpoint:
     model_config: dict[str, Any]
     ema: dict[str, torch.Tensor] | None = None  # the weight average's state, when kept
     cuda_rng: torch.Tensor | None = None  # [devices, n] generator states, when on a GPU
+    scaler: dict[str, Any] | None = None  # fp16 loss scaling state
 
 
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Path:
@@ -57,6 +58,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
             "rng": checkpoint.rng,
             "ema": checkpoint.ema,
             "cuda_rng": checkpoint.cuda_rng,
+            "scaler": checkpoint.scaler,
         }
     )
     save_file(tensors, str(temp / STATE_TENSORS))
@@ -114,4 +116,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         model_config=meta["model_config"],
         ema=state.get("ema"),
         cuda_rng=state.get("cuda_rng"),
+        scaler=state.get("scaler"),
     )

@@ -33,10 +33,13 @@ from pixelcnn.train.metrics import (
     plot_training_curve,
     read_metrics,
 )
+from pixelcnn.train.tensorboard import log_record, log_samples, open_writer
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
 LR_SCHEDULES = ("constant", "cosine")
+# fp32; bf16 autocast (CPU and GPU); fp16 autocast with loss scaling (GPU only)
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -65,6 +68,11 @@ class TrainOptions:
     max_bad_steps: int = 5
     lr_backoff: float = 0.5
     max_restores: int = 3
+    # Arithmetic of the training passes (evaluation always runs in full precision).
+    precision: str = "fp32"
+    # Scalars and, at each evaluation, a sample grid in run_dir/tensorboard, when the
+    # tensorboard package is installed.
+    tensorboard: bool = True
 
     def check(self) -> None:
         for name in ("steps", "batch_size"):
@@ -88,6 +96,8 @@ class TrainOptions:
             raise ValueError(f"ema decay must be in [0, 1), got {self.ema_decay}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}")
 
@@ -232,6 +242,8 @@ def train(
     world.check_batch(batch_size)
     writes = world.is_main  # files, logs and the progress bar: one process only
 
+    check_precision(options.precision, device)
+    autocast = Autocast(device, options.precision)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_factor(options.lr_schedule, options.steps)
@@ -249,7 +261,9 @@ def train(
     metrics_path = run_dir / METRICS_FILE
     last_good = LastGoodState(model, optimizer, ema)
     if resume:
-        step = _restore(model, optimizer, scheduler, ema, run_dir, log if writes else _quiet)
+        step = _restore(
+            model, optimizer, scheduler, ema, autocast.scaler, run_dir, log if writes else _quiet
+        )
         world.barrier()  # every process has read the checkpoint before any file goes
         if writes:  # what a killed run left behind: half-written files, later metrics
             remove_partial_checkpoints(run_dir)
@@ -262,6 +276,7 @@ def train(
     bad_in_a_row = restores_in_a_row = skipped = 0
     if on_start is not None and writes:
         on_start(step)
+    board = open_writer(run_dir, step) if writes and options.tensorboard else None
     forward = world.wrap(model)  # DDP across processes; the model itself in one
     window: list[float] = []
     window_start = time.perf_counter()
@@ -279,23 +294,32 @@ def train(
             indices = batch_indices(step, len(train_levels), batch_size, options.seed)
             indices = world.shard(indices)  # this process's slice of the global batch
             levels = train_levels[indices].to(device=device, dtype=torch.int64)
-            loss = mean_bits_per_dim(model, levels, select(conditions, indices), forward)
+            with autocast:
+                loss = mean_bits_per_dim(model, levels, select(conditions, indices), forward)
             optimizer.zero_grad(set_to_none=True)
             finite = world.all_true(bool(torch.isfinite(loss)))  # all skip, or none
             if finite:
-                loss.backward()
+                autocast.scaler.scale(loss).backward()
+                autocast.scaler.unscale_(optimizer)
                 # the norm is computed in any case: a non-finite one marks a bad step
                 norm = torch.nn.utils.clip_grad_norm_(
                     model.parameters(), options.grad_clip or math.inf
                 )
                 finite = bool(torch.isfinite(norm))
+                if not finite and autocast.scaler.is_enabled():
+                    # fp16 overflow: the scaler lowers its scale; no numerical fault
+                    autocast.scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    skipped += 1
+                    finite = None
             if finite:
-                optimizer.step()
+                autocast.scaler.step(optimizer)
+                autocast.scaler.update()
                 if ema is not None:
                     ema.update_parameters(model)
                 window.append(loss.item())
                 bad_in_a_row = restores_in_a_row = 0
-            else:  # skip the update; the batch is not seen again
+            elif finite is not None:  # skip the update; the batch is not seen again
                 optimizer.zero_grad(set_to_none=True)
                 bad_in_a_row += 1
                 skipped += 1
@@ -362,25 +386,58 @@ def train(
                         f"test {result.test_bpd:.4f} bits/dim"
                     )
                 append_metrics(metrics_path, record)
+                if board is not None:
+                    log_record(board, record)
+                    if evaluate_now:
+                        log_samples(board, eval_model, step, seed=options.seed)
             if evaluate_now or checkpoint_now or log_now:
                 window, window_start, skipped = [], time.perf_counter(), 0
             if checkpoint_now:
                 if writes:
-                    _save(model, optimizer, scheduler, ema, step, run_dir, options.keep_checkpoints)
+                    _save(model, optimizer, scheduler, ema, autocast.scaler, step, run_dir, options)
                     plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
                 if bad_in_a_row == 0:
                     last_good.remember(step)
     finally:
         bar.close()
+        if board is not None:
+            board.close()
     result.step = step
     return result
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision that ``device`` cannot train in."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 training needs a GPU (loss scaling); use bf16 on a CPU")
+
+
+class Autocast:
+    """Mixed precision for the training passes: autocast to bf16 or fp16, and for fp16 a
+    gradient scaler (a disabled one, whose methods pass through, otherwise)."""
+
+    def __init__(self, device: torch.device, precision: str):
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        self.dtype = dtypes.get(precision)
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self._context = None
+
+    def __enter__(self):
+        self._context = torch.autocast(
+            self.device_type, dtype=self.dtype, enabled=self.dtype is not None
+        )
+        return self._context.__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._context.__exit__(*exc_info)
 
 
 def _quiet(message: str) -> None:
     """The log of processes other than the main one."""
 
 
-def _save(model, optimizer, scheduler, ema, step: int, run_dir: Path, keep: int) -> None:
+def _save(model, optimizer, scheduler, ema, scaler, step: int, run_dir: Path, options) -> None:
     checkpoint = Checkpoint(
         step=step,
         model=model.state_dict(),
@@ -392,13 +449,16 @@ def _save(model, optimizer, scheduler, ema, step: int, run_dir: Path, keep: int)
         else None,
         model_config=model.config.to_json(),
         ema=ema.state_dict() if ema is not None else None,
+        scaler=scaler.state_dict() if scaler.is_enabled() else None,
     )
-    save_checkpoint(run_dir, checkpoint, keep=keep)
+    save_checkpoint(run_dir, checkpoint, keep=options.keep_checkpoints)
     # The run directory itself always holds the latest loadable model: the average if any.
     (ema.module if ema is not None else model).save(run_dir)
 
 
-def _restore(model, optimizer, scheduler, ema, run_dir: Path, log: Callable[[str], None]) -> int:
+def _restore(
+    model, optimizer, scheduler, ema, scaler, run_dir: Path, log: Callable[[str], None]
+) -> int:
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise ValueError(f"{run_dir} has no checkpoint to resume from")
@@ -425,6 +485,8 @@ def _restore(model, optimizer, scheduler, ema, run_dir: Path, log: Callable[[str
             if checkpoint.ema is None:
                 raise ValueError("it was trained without a weight average (--ema 0)")
             ema.load_state_dict(checkpoint.ema)
+        if scaler.is_enabled() and checkpoint.scaler is not None:
+            scaler.load_state_dict(checkpoint.scaler)
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise ValueError(
             f"checkpoint {checkpoints[-1]} has unusable training state: {error}"

@@ -10,6 +10,7 @@ from typing import Any
 from pixelcnn.model import CONFIG_FILE, WEIGHTS_FILE
 from pixelcnn.train.checkpoint import CHECKPOINT_DIR
 from pixelcnn.train.loop import CURVE_FILE, METRICS_FILE
+from pixelcnn.train.tensorboard import TENSORBOARD_DIR
 
 ARGS_FILE = "train_args.json"
 SAMPLES_FILE = "samples.png"
@@ -25,6 +26,7 @@ RUN_ENTRIES = (
     SAMPLES_FILE,
     COMPLETIONS_FILE,
     CHECKPOINT_DIR,
+    TENSORBOARD_DIR,
 )
 
 
