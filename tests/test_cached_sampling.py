@@ -26,6 +26,9 @@ CASES = [
     ("pixelcnnpp", (3, 8, 8), {"num_classes": 3}, "class"),
     ("pixelcnnpp", (1, 12, 8), {"vector_dim": 2}, "vector"),
     ("pixelcnnpp", (3, 8, 8), {"likelihood": "categorical"}, None),
+    # other kernel sizes, 1x1 input layers (no queue) included
+    ("pixelcnn", (3, 5, 4), {"input_kernel": 1, "residual_kernel": 5}, None),
+    ("gated", (1, 5, 6), {"input_kernel": 1, "kernel_size": 5}, None),
 ]
 IDS = [
     f"{m}-{'x'.join(map(str, s))}-{k or ''}-{'-'.join(map(str, kw.values()))}"

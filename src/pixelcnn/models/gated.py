@@ -101,10 +101,8 @@ class GatedSteps(GenerationSteps):
         super().__init__(pairs)
         self.network, self.batch, self.width, self.condition = network, batch, width, condition
         first = network.blocks[0]
-        self.image = [
-            self.stepper_of[first.vertical].queue,
-            self.stepper_of[first.horizontal].queue,
-        ]
+        queues = (self.stepper_of[layer].queue for layer in (first.vertical, first.horizontal))
+        self.image = [queue for queue in queues if queue is not None]  # 1x1 kernels: none
         self.above: list[torch.Tensor] = []  # per block: its link into the current row
 
     def row(self, i: int) -> None:

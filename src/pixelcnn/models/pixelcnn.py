@@ -103,11 +103,12 @@ class PixelCNNSteps(GenerationSteps):
         self.cursor = Cursor()
         super().__init__(steppers(network, batch, width, self.cursor, 0, pixelwise=True))
         self.network = network
-        self.image = self.stepper_of[network.input].queue
+        self.image = self.stepper_of[network.input].queue  # None for a 1x1 input layer
 
     def pixel(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
         self.cursor.row, self.cursor.col = i, j
         return self.network(x)
 
     def commit(self, i: int, j: int, x: torch.Tensor) -> None:
-        self.image.put(i, x, j)
+        if self.image is not None:
+            self.image.put(i, x, j)

@@ -208,6 +208,8 @@ class TransposedConvStepper:
 class PointwiseStepper:
     """A 1x1 convolution (weight [O, I, 1, 1]) on pieces: needs no queue."""
 
+    queue = None  # nothing of earlier positions is needed
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight, self.bias = weight.detach(), _detach(bias)
         self.flat_weight_t = self.weight.flatten(1).t()
