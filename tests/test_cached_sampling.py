@@ -29,6 +29,7 @@ CASES = [
     # other kernel sizes, 1x1 input layers (no queue) included
     ("pixelcnn", (3, 5, 4), {"input_kernel": 1, "residual_kernel": 5}, None),
     ("gated", (1, 5, 6), {"input_kernel": 1, "kernel_size": 5}, None),
+    ("pixelcnnpp", (3, 8, 8), {"resnets_per_stage": 3}, None),  # deeper U-Net stacks
 ]
 IDS = [
     f"{m}-{'x'.join(map(str, s))}-{k or ''}-{'-'.join(map(str, kw.values()))}"
