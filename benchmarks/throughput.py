@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import pixelcnn
 from pixelcnn.train import TrainOptions, mean_bits_per_dim
-from pixelcnn.train.loop import Autocast
+from pixelcnn.train.precision import Autocast
 
 DEFAULT_OUT = "benchmarks/results/throughput.json"
 DOCS_START = "<!-- throughput:start -->"

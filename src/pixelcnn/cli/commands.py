@@ -19,7 +19,7 @@ from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.distributed import World, join_from_environment, leave
-from pixelcnn.train.loop import check_precision
+from pixelcnn.train.precision import check_precision
 from pixelcnn.train.run_dir import (
     COMPLETIONS_FILE,
     SAMPLES_FILE,

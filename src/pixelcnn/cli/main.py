@@ -9,7 +9,7 @@ import sys
 from pixelcnn.cli import receptive_field_command
 from pixelcnn.model import SAMPLING_METHODS
 from pixelcnn.models import NETWORKS, PRESETS
-from pixelcnn.train.loop import PRECISIONS
+from pixelcnn.train.precision import PRECISIONS
 
 EXIT_USAGE = 2
 

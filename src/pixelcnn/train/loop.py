@@ -27,19 +27,19 @@ from pixelcnn.train.checkpoint import (
     save_checkpoint,
 )
 from pixelcnn.train.distributed import SINGLE, World
+from pixelcnn.train.guard import LastGoodState
 from pixelcnn.train.metrics import (
     append_metrics,
     keep_metrics_up_to,
     plot_training_curve,
     read_metrics,
 )
+from pixelcnn.train.precision import PRECISIONS, Autocast, check_precision
 from pixelcnn.train.tensorboard import log_record, log_samples, open_writer
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
 LR_SCHEDULES = ("constant", "cosine")
-# fp32; bf16 autocast (CPU and GPU); fp16 autocast with loss scaling (GPU only)
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -156,46 +156,6 @@ def mean_bits_per_dim(
     params = (forward or model)(levels, condition)
     nats = -model.likelihood.log_prob(params, levels).flatten(1).sum(1)
     return nats.mean() / (math.prod(model.image_shape) * math.log(2))
-
-
-class LastGoodState:
-    """A copy (in CPU memory) of the weights, weight average and optimizer state at the
-    last checkpoint, for restoring after a run of non-finite steps."""
-
-    def __init__(self, model, optimizer, ema):
-        self.model, self.optimizer, self.ema = model, optimizer, ema
-        self.step = 0
-        self.saved: dict[str, Any] = {}
-
-    def remember(self, step: int) -> None:
-        self.step = step
-        self.saved = {
-            "model": _to_cpu(self.model.state_dict()),
-            "optimizer": _to_cpu(self.optimizer.state_dict()),
-            "ema": _to_cpu(self.ema.state_dict()) if self.ema is not None else None,
-        }
-
-    def restore(self, scheduler, backoff: float) -> float:
-        """Load the copy back, scale the learning rate by ``backoff``; the new rate."""
-        self.model.load_state_dict(self.saved["model"])
-        self.optimizer.load_state_dict(self.saved["optimizer"])
-        if self.ema is not None:
-            self.ema.load_state_dict(self.saved["ema"])
-        # the schedule keeps its position; only its base rate is lowered (and checkpointed)
-        scheduler.base_lrs = [rate * backoff for rate in scheduler.base_lrs]
-        for group, rate in zip(self.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
-            group["lr"] = rate * backoff
-        return self.optimizer.param_groups[0]["lr"]
-
-
-def _to_cpu(state: Any) -> Any:
-    if isinstance(state, torch.Tensor):
-        return state.detach().to("cpu", copy=True)
-    if isinstance(state, dict):
-        return {k: _to_cpu(v) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(_to_cpu(v) for v in state)
-    return state
 
 
 def train(
@@ -404,33 +364,6 @@ def train(
             board.close()
     result.step = step
     return result
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse a precision that ``device`` cannot train in."""
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 training needs a GPU (loss scaling); use bf16 on a CPU")
-
-
-class Autocast:
-    """Mixed precision for the training passes: autocast to bf16 or fp16, and for fp16 a
-    gradient scaler (a disabled one, whose methods pass through, otherwise)."""
-
-    def __init__(self, device: torch.device, precision: str):
-        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-        self.dtype = dtypes.get(precision)
-        self.device_type = device.type
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        self._context = None
-
-    def __enter__(self):
-        self._context = torch.autocast(
-            self.device_type, dtype=self.dtype, enabled=self.dtype is not None
-        )
-        return self._context.__enter__()
-
-    def __exit__(self, *exc_info):
-        return self._context.__exit__(*exc_info)
 
 
 def _quiet(message: str) -> None:
