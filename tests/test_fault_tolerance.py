@@ -180,3 +180,15 @@ def test_training_that_stays_non_finite_stops_with_a_clear_error(tmp_path):
             tmp_path,
             train_condition=vectors,
         )
+
+
+def test_checkpoints_record_the_data_order_and_a_changed_order_is_said(tmp_path):
+    images, vectors = noisy_data()
+    train(vector_model(), images, None, options(steps=10), tmp_path, train_condition=vectors)
+    order = load_checkpoint(list_checkpoints(tmp_path)[-1]).data_order
+    assert order == {"seed": 0, "batch_size": 8, "images": 64, "epoch": 1, "batch": 2}
+    messages = []
+    more = options(steps=12, batch_size=4)
+    train(vector_model(), images, None, more, tmp_path, resume=True, log=messages.append,
+          train_condition=vectors)  # fmt: skip
+    assert any("data order differs" in m and "'batch_size': 4" in m for m in messages), messages

@@ -40,6 +40,8 @@ class Checkpoint:
     ema: dict[str, torch.Tensor] | None = None  # the weight average's state, when kept
     cuda_rng: torch.Tensor | None = None  # [devices, n] generator states, when on a GPU
     scaler: dict[str, Any] | None = None  # fp16 loss scaling state
+    # where the data order stands: seed, batch size, images, epoch and batch in the epoch
+    data_order: dict[str, int] | None = None
 
 
 def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Path:
@@ -59,6 +61,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
             "ema": checkpoint.ema,
             "cuda_rng": checkpoint.cuda_rng,
             "scaler": checkpoint.scaler,
+            "data_order": checkpoint.data_order,
         }
     )
     save_file(tensors, str(temp / STATE_TENSORS))
@@ -117,4 +120,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         ema=state.get("ema"),
         cuda_rng=state.get("cuda_rng"),
         scaler=state.get("scaler"),
+        data_order=state.get("data_order"),
     )

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,12 @@ def _ema(model: DensityModel, decay: float) -> AveragedModel:
     return AveragedModel(model, avg_fn=average)
 
 
+def data_order(step: int, count: int, batch_size: int, seed: int) -> dict[str, int]:
+    """Where :func:`batch_indices` stands after ``step`` steps (kept in checkpoints)."""
+    epoch, batch = divmod(step, max(1, count // batch_size))
+    return {"seed": seed, "batch_size": batch_size, "images": count, "epoch": epoch, "batch": batch}
+
+
 def batch_indices(step: int, count: int, batch_size: int, seed: int) -> torch.Tensor:
     """Indices of the images in batch ``step``: a fresh seeded permutation every epoch.
 
@@ -220,10 +227,10 @@ def train(
     step = 0
     metrics_path = run_dir / METRICS_FILE
     last_good = LastGoodState(model, optimizer, ema)
+    parts = TrainingParts(model, optimizer, scheduler, ema, autocast.scaler)
+    order = partial(data_order, count=len(train_levels), batch_size=batch_size, seed=options.seed)
     if resume:
-        step = _restore(
-            model, optimizer, scheduler, ema, autocast.scaler, run_dir, log if writes else _quiet
-        )
+        step = _restore(parts, run_dir, log if writes else _quiet, order(0))
         world.barrier()  # every process has read the checkpoint before any file goes
         if writes:  # what a killed run left behind: half-written files, later metrics
             remove_partial_checkpoints(run_dir)
@@ -354,7 +361,7 @@ def train(
                 window, window_start, skipped = [], time.perf_counter(), 0
             if checkpoint_now:
                 if writes:
-                    _save(model, optimizer, scheduler, ema, autocast.scaler, step, run_dir, options)
+                    _save(parts, step, run_dir, options.keep_checkpoints, order(step))
                     plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
                 if bad_in_a_row == 0:
                     last_good.remember(step)
@@ -370,28 +377,41 @@ def _quiet(message: str) -> None:
     """The log of processes other than the main one."""
 
 
-def _save(model, optimizer, scheduler, ema, scaler, step: int, run_dir: Path, options) -> None:
+@dataclass
+class TrainingParts:
+    """What a checkpoint saves and a resume restores, besides the step."""
+
+    model: DensityModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: AveragedModel | None
+    scaler: torch.amp.GradScaler
+
+
+def _save(parts: TrainingParts, step: int, run_dir: Path, keep: int, order: dict) -> None:
+    model, ema, scaler = parts.model, parts.ema, parts.scaler
+    cuda = torch.cuda.is_initialized()
     checkpoint = Checkpoint(
         step=step,
         model=model.state_dict(),
-        optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(),
+        optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.scheduler.state_dict(),
         rng=torch.get_rng_state(),
-        cuda_rng=torch.stack(torch.cuda.get_rng_state_all())
-        if torch.cuda.is_initialized()
-        else None,
+        cuda_rng=torch.stack(torch.cuda.get_rng_state_all()) if cuda else None,
         model_config=model.config.to_json(),
         ema=ema.state_dict() if ema is not None else None,
         scaler=scaler.state_dict() if scaler.is_enabled() else None,
+        data_order=order,
     )
-    save_checkpoint(run_dir, checkpoint, keep=options.keep_checkpoints)
+    save_checkpoint(run_dir, checkpoint, keep=keep)
     # The run directory itself always holds the latest loadable model: the average if any.
     (ema.module if ema is not None else model).save(run_dir)
 
 
-def _restore(
-    model, optimizer, scheduler, ema, scaler, run_dir: Path, log: Callable[[str], None]
-) -> int:
+def _restore(parts: TrainingParts, run_dir: Path, log: Callable[[str], None], order: dict) -> int:
+    """Load the newest checkpoint into ``parts``; its step. ``order`` is this run's data
+    order at step 0: a different one is allowed, but said (the batches will differ)."""
+    model, ema = parts.model, parts.ema
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise ValueError(f"{run_dir} has no checkpoint to resume from")
@@ -404,8 +424,8 @@ def _restore(
         raise ValueError(f"checkpoint {checkpoints[-1]} belongs to a different model configuration")
     load_weights(model, checkpoint.model, source=str(checkpoints[-1]))
     try:
-        optimizer.load_state_dict(checkpoint.optimizer)
-        scheduler.load_state_dict(checkpoint.scheduler)
+        parts.optimizer.load_state_dict(checkpoint.optimizer)
+        parts.scheduler.load_state_dict(checkpoint.scheduler)
         torch.set_rng_state(checkpoint.rng)
         if checkpoint.cuda_rng is not None and torch.cuda.is_available():
             if len(checkpoint.cuda_rng) != torch.cuda.device_count():
@@ -418,11 +438,21 @@ def _restore(
             if checkpoint.ema is None:
                 raise ValueError("it was trained without a weight average (--ema 0)")
             ema.load_state_dict(checkpoint.ema)
-        if scaler.is_enabled() and checkpoint.scaler is not None:
-            scaler.load_state_dict(checkpoint.scaler)
+        if parts.scaler.is_enabled() and checkpoint.scaler is not None:
+            parts.scaler.load_state_dict(checkpoint.scaler)
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise ValueError(
             f"checkpoint {checkpoints[-1]} has unusable training state: {error}"
         ) from None
     log(f"resumed from {checkpoints[-1]} at step {checkpoint.step}")
+    stored = {k: v for k, v in (checkpoint.data_order or {}).items() if k in _ORDER_KEYS}
+    current = {k: order[k] for k in _ORDER_KEYS}
+    if stored and stored != current:
+        log(
+            f"note: the data order differs from the checkpoint's ({stored} then, {current} "
+            "now): the resumed run will not see the batches an uninterrupted one would"
+        )
     return checkpoint.step
+
+
+_ORDER_KEYS = ("seed", "batch_size", "images")  # what decides the order of the batches
