@@ -34,25 +34,63 @@ def run(args, **kwargs):
     return subprocess.run(TRAIN + args, env=ENV, capture_output=True, text=True, **kwargs)
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
-def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tmp_path):
-    reference = tmp_path / "reference"
-    done = run(["--out", str(reference)], timeout=300)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run that interrupted ones must end like."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = run(["--out", str(out)], timeout=300)
     assert done.returncode == 0, done.stderr
+    return out
 
-    killed = tmp_path / "killed"
+
+def assert_same_end(reference, resumed, stopped_at=None):
+    expected = load_file(str(reference / "model.safetensors"))  # the saved (averaged) model
+    actual = load_file(str(resumed / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6)
+    final_expected = load_checkpoint(list_checkpoints(reference)[-1])
+    final_actual = load_checkpoint(list_checkpoints(resumed)[-1])
+    assert final_actual.step == final_expected.step == STEPS
+    for key, tensor in final_expected.model.items():  # the raw weights, not the average
+        torch.testing.assert_close(final_actual.model[key], tensor, rtol=0, atol=1e-6)
+    for index, state in final_expected.optimizer["state"].items():
+        torch.testing.assert_close(
+            final_actual.optimizer["state"][index]["exp_avg_sq"], state["exp_avg_sq"]
+        )
+    # each logged step once, as in the uninterrupted run (plus the step a stop request
+    # checkpointed), and nothing half written left
+    expected_steps = set(logged_steps(reference)) | ({stopped_at} if stopped_at else set())
+    assert logged_steps(resumed) == sorted(expected_steps)
+    leftovers = [
+        p.name for p in resumed.rglob(".*") if p.name.endswith(".tmp") or ".tmp-" in p.name
+    ]
+    assert leftovers == []
+
+
+def start_and_wait_for_a_checkpoint(out, chooser):
+    """A training process, once its checkpoints reach a random step (and a random few
+    milliseconds more: mid-step, mid-write, anywhere)."""
     process = subprocess.Popen(
-        [*TRAIN, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    chooser = random.Random(os.urandom(8))
-    wait_for = chooser.randrange(7, STEPS // 2)  # kill some time after this step's checkpoint
+        [*TRAIN, "--out", str(out)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    wait_for = chooser.randrange(7, STEPS // 2)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        steps = [load_step(path) for path in list_checkpoints(killed)]
+        steps = [load_step(path) for path in list_checkpoints(out)]
         if steps and max(steps) >= wait_for:
             break
         time.sleep(0.01)
-    time.sleep(chooser.uniform(0, 0.05))  # mid-step, mid-write: anywhere
+    time.sleep(chooser.uniform(0, 0.05))
+    return process
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(reference, tmp_path):
+    chooser = random.Random(os.urandom(8))
+    killed = tmp_path / "killed"
+    process = start_and_wait_for_a_checkpoint(killed, chooser)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
@@ -63,26 +101,26 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_like_an_uninterrupted_one(tm
     assert resumed.returncode == 0, resumed.stderr
     assert f"at step {newest}" in resumed.stdout + resumed.stderr
 
-    for name in ("model.safetensors",):  # the saved (averaged) model
-        expected, actual = load_file(str(reference / name)), load_file(str(killed / name))
-        assert expected.keys() == actual.keys()
-        for key in expected:
-            torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6)
-    final_expected = load_checkpoint(list_checkpoints(reference)[-1])
-    final_actual = load_checkpoint(list_checkpoints(killed)[-1])
-    assert final_actual.step == final_expected.step == STEPS
-    for key, tensor in final_expected.model.items():  # the raw weights, not the average
-        torch.testing.assert_close(final_actual.model[key], tensor, rtol=0, atol=1e-6)
-    moments = final_expected.optimizer["state"]
-    for index, state in moments.items():
-        torch.testing.assert_close(
-            final_actual.optimizer["state"][index]["exp_avg_sq"], state["exp_avg_sq"]
-        )
-    # the metrics log holds each logged step once, as the uninterrupted run's does, and no
-    # half-written file is left behind
-    assert logged_steps(killed) == logged_steps(reference)
-    leftovers = [p.name for p in killed.rglob(".*") if p.name.endswith(".tmp") or ".tmp-" in p.name]
-    assert leftovers == []
+    assert_same_end(reference, killed)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals")
+def test_sigterm_ends_the_step_writes_a_checkpoint_and_resume_ends_like_the_uninterrupted_run(
+    reference, tmp_path
+):
+    chooser = random.Random(os.urandom(8))
+    stopped = tmp_path / "stopped"
+    process = start_and_wait_for_a_checkpoint(stopped, chooser)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    message = [line for line in err.splitlines() if "stopped by SIGTERM" in line]
+    assert len(message) == 1 and "--resume" in message[0], err
+    step = int(message[0].split(" at step ")[1].split()[0])
+    assert load_step(list_checkpoints(stopped)[-1]) == step  # no step lost
+    resumed = run(["--out", str(stopped), "--resume"], timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_end(reference, stopped, stopped_at=step)
 
 
 def logged_steps(run_dir):
@@ -192,3 +230,34 @@ def test_checkpoints_record_the_data_order_and_a_changed_order_is_said(tmp_path)
     train(vector_model(), images, None, more, tmp_path, resume=True, log=messages.append,
           train_condition=vectors)  # fmt: skip
     assert any("data order differs" in m and "'batch_size': 4" in m for m in messages), messages
+
+
+def test_a_first_ctrl_c_ends_the_step_and_checkpoints_a_second_interrupts(tmp_path, monkeypatch):
+    images, vectors = noisy_data()
+    calls = {"n": 0}
+    real_loss = loop.mean_bits_per_dim
+
+    def loss_then_ctrl_c(model, levels, condition=None, forward=None):
+        calls["n"] += 1
+        if calls["n"] == 4:  # during step 4: the step still completes
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_loss(model, levels, condition, forward)
+
+    monkeypatch.setattr(loop, "mean_bits_per_dim", loss_then_ctrl_c)
+    result = train(vector_model(), images, None, options(checkpoint_every=100), tmp_path,
+                   train_condition=vectors)  # fmt: skip
+    assert result.stopped_by == "SIGINT" and result.step == 4
+    assert [load_step(p) for p in list_checkpoints(tmp_path)] == [4]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    def loss_then_two_ctrl_c(model, levels, condition=None, forward=None):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_loss(model, levels, condition, forward)
+
+    monkeypatch.setattr(loop, "mean_bits_per_dim", loss_then_two_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(vector_model(), images, None, options(checkpoint_every=100), tmp_path / "b",
+              train_condition=vectors)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from pixelcnn.train.run_dir import (
     read_run_args,
     write_run_args,
 )
+
+EXIT_STOPPED = 130  # stopped on request (SIGTERM, Ctrl-C), the work saved
 
 # Arguments stored in train_args.json that decide what a run is; --resume reuses them.
 RUN_ARGUMENTS = (
@@ -178,6 +181,13 @@ def _train_in(world: World, args: argparse.Namespace) -> None:
         log=say,
     )
     model = trained.eval_model  # the weight average, when training kept one
+    if trained.stopped_by:
+        say(
+            f"pixelcnn: stopped by {trained.stopped_by} at step {trained.step} with a "
+            f"checkpoint; continue with: pixelcnn train --out {run_dir} --resume",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_STOPPED)
     if not world.is_main:
         return  # samples and the final evaluation: once, in the main process
 

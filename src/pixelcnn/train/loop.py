@@ -36,6 +36,7 @@ from pixelcnn.train.metrics import (
     read_metrics,
 )
 from pixelcnn.train.precision import PRECISIONS, Autocast, check_precision
+from pixelcnn.train.stopping import StopRequests
 from pixelcnn.train.tensorboard import log_record, log_samples, open_writer
 
 METRICS_FILE = "metrics.jsonl"
@@ -110,6 +111,8 @@ class TrainResult:
     test_bpd: float | None
     # The weights to evaluate and sample with: the moving average when there is one.
     eval_model: DensityModel | None = None
+    # The signal that stopped training early (after a checkpoint), if one did.
+    stopped_by: str | None = None
 
 
 def _ema(model: DensityModel, decay: float) -> AveragedModel:
@@ -255,120 +258,125 @@ def train(
         unit="step",
         disable=not (options.progress and writes),
     )
-    try:
-        last = options.steps if stop_at is None else min(stop_at, options.steps)
-        while step < last:
-            indices = batch_indices(step, len(train_levels), batch_size, options.seed)
-            indices = world.shard(indices)  # this process's slice of the global batch
-            levels = train_levels[indices].to(device=device, dtype=torch.int64)
-            with autocast:
-                loss = mean_bits_per_dim(model, levels, select(conditions, indices), forward)
-            optimizer.zero_grad(set_to_none=True)
-            finite = world.all_true(bool(torch.isfinite(loss)))  # all skip, or none
-            if finite:
-                autocast.scaler.scale(loss).backward()
-                autocast.scaler.unscale_(optimizer)
-                # the norm is computed in any case: a non-finite one marks a bad step
-                norm = torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), options.grad_clip or math.inf
-                )
-                finite = bool(torch.isfinite(norm))
-                if not finite and autocast.scaler.is_enabled():
-                    # fp16 overflow: the scaler lowers its scale; no numerical fault
-                    autocast.scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    skipped += 1
-                    finite = None
-            if finite:
-                autocast.scaler.step(optimizer)
-                autocast.scaler.update()
-                if ema is not None:
-                    ema.update_parameters(model)
-                window.append(loss.item())
-                bad_in_a_row = restores_in_a_row = 0
-            elif finite is not None:  # skip the update; the batch is not seen again
+    with StopRequests() as stop:  # SIGTERM / Ctrl-C: finish the step, checkpoint, end
+        try:
+            last = options.steps if stop_at is None else min(stop_at, options.steps)
+            while step < last:
+                indices = batch_indices(step, len(train_levels), batch_size, options.seed)
+                indices = world.shard(indices)  # this process's slice of the global batch
+                levels = train_levels[indices].to(device=device, dtype=torch.int64)
+                with autocast:
+                    loss = mean_bits_per_dim(model, levels, select(conditions, indices), forward)
                 optimizer.zero_grad(set_to_none=True)
-                bad_in_a_row += 1
-                skipped += 1
-            with warnings.catch_warnings():
-                # a skipped first step calls it before any optimizer.step(): intended here
-                warnings.filterwarnings(
-                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
-                )
-                scheduler.step()
-            step += 1
-            bar.update(1)
-            if window:
-                bar.set_postfix(bpd=f"{sum(window[-50:]) / len(window[-50:]):.3f}")
-            if bad_in_a_row >= options.max_bad_steps:
-                if restores_in_a_row >= options.max_restores:
-                    raise FloatingPointError(
-                        f"training keeps producing non-finite losses or gradients at step "
-                        f"{step} ({restores_in_a_row} restores of the step-{last_good.step} "
-                        "weights did not help); check the data and lower --lr"
+                finite = world.all_true(bool(torch.isfinite(loss)))  # all skip, or none
+                if finite:
+                    autocast.scaler.scale(loss).backward()
+                    autocast.scaler.unscale_(optimizer)
+                    # the norm is computed in any case: a non-finite one marks a bad step
+                    norm = torch.nn.utils.clip_grad_norm_(
+                        model.parameters(), options.grad_clip or math.inf
                     )
-                rate = last_good.restore(scheduler, options.lr_backoff)
-                restores_in_a_row += 1
-                bad_in_a_row = 0
-                message = (
-                    f"step {step}: {options.max_bad_steps} non-finite steps in a row; restored "
-                    f"the weights of step {last_good.step} and lowered the learning rate to "
-                    f"{rate:.3g}"
-                )
-                if writes:
-                    if options.progress:
-                        bar.write(message)
-                    else:
-                        log(message)
-                    event = {"event": "restored", "from_step": last_good.step, "lr": rate}
-                    append_metrics(metrics_path, {"step": step, **event})
+                    finite = bool(torch.isfinite(norm))
+                    if not finite and autocast.scaler.is_enabled():
+                        # fp16 overflow: the scaler lowers its scale; no numerical fault
+                        autocast.scaler.update()
+                        optimizer.zero_grad(set_to_none=True)
+                        skipped += 1
+                        finite = None
+                if finite:
+                    autocast.scaler.step(optimizer)
+                    autocast.scaler.update()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    window.append(loss.item())
+                    bad_in_a_row = restores_in_a_row = 0
+                elif finite is not None:  # skip the update; the batch is not seen again
+                    optimizer.zero_grad(set_to_none=True)
+                    bad_in_a_row += 1
+                    skipped += 1
+                with warnings.catch_warnings():
+                    # a skipped first step calls it before any optimizer.step(): intended here
+                    warnings.filterwarnings(
+                        "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                    )
+                    scheduler.step()
+                step += 1
+                bar.update(1)
+                if window:
+                    bar.set_postfix(bpd=f"{sum(window[-50:]) / len(window[-50:]):.3f}")
+                if bad_in_a_row >= options.max_bad_steps:
+                    if restores_in_a_row >= options.max_restores:
+                        raise FloatingPointError(
+                            f"training keeps producing non-finite losses or gradients at step "
+                            f"{step} ({restores_in_a_row} restores of the step-{last_good.step} "
+                            "weights did not help); check the data and lower --lr"
+                        )
+                    rate = last_good.restore(scheduler, options.lr_backoff)
+                    restores_in_a_row += 1
+                    bad_in_a_row = 0
+                    message = (
+                        f"step {step}: {options.max_bad_steps} non-finite steps in a row; restored "
+                        f"the weights of step {last_good.step} and lowered the learning rate to "
+                        f"{rate:.3g}"
+                    )
+                    if writes:
+                        if options.progress:
+                            bar.write(message)
+                        else:
+                            log(message)
+                        event = {"event": "restored", "from_step": last_good.step, "lr": rate}
+                        append_metrics(metrics_path, {"step": step, **event})
 
-            evaluate_now = eval_set is not None and (
-                step == options.steps or (options.eval_every and step % options.eval_every == 0)
-            )
-            checkpoint_now = step in (options.steps, last) or (
-                options.checkpoint_every and step % options.checkpoint_every == 0
-            )
-            log_now = options.log_every and step % options.log_every == 0
-            if evaluate_now or checkpoint_now or log_now:
-                # every process reaches this at the same steps: the mean is a collective
-                train_bpd = world.mean(sum(window) / len(window)) if window else None
-            if writes and (evaluate_now or checkpoint_now or log_now):
-                elapsed = time.perf_counter() - window_start
-                record = {
-                    "step": step,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "images_per_s": len(window) * batch_size / max(elapsed, 1e-9),
-                }
-                if train_bpd is not None:  # none when every step since was skipped
-                    record["train_bpd"] = result.train_bpd = train_bpd
-                if skipped:
-                    record["skipped_steps"] = skipped
-                if evaluate_now:
-                    scores = evaluate(eval_model, eval_set, condition=eval_condition)
-                    result.test_bpd = scores.bits_per_dim
-                    record["test_bpd"] = result.test_bpd
-                    bar.write(
-                        f"step {step}: train {result.train_bpd or math.nan:.4f} bits/dim, "
-                        f"test {result.test_bpd:.4f} bits/dim"
-                    )
-                append_metrics(metrics_path, record)
-                if board is not None:
-                    log_record(board, record)
+                evaluate_now = eval_set is not None and (
+                    step == options.steps or (options.eval_every and step % options.eval_every == 0)
+                )
+                # a stop request (SIGTERM, Ctrl-C) ends here, after a checkpoint: all processes
+                # agree on the step, so a distributed run stops as one
+                if step < last and not world.all_true(stop.requested is None):
+                    last, result.stopped_by = step, stop.requested or "another process"
+                checkpoint_now = step in (options.steps, last) or (
+                    options.checkpoint_every and step % options.checkpoint_every == 0
+                )
+                log_now = options.log_every and step % options.log_every == 0
+                if evaluate_now or checkpoint_now or log_now:
+                    # every process reaches this at the same steps: the mean is a collective
+                    train_bpd = world.mean(sum(window) / len(window)) if window else None
+                if writes and (evaluate_now or checkpoint_now or log_now):
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "step": step,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "images_per_s": len(window) * batch_size / max(elapsed, 1e-9),
+                    }
+                    if train_bpd is not None:  # none when every step since was skipped
+                        record["train_bpd"] = result.train_bpd = train_bpd
+                    if skipped:
+                        record["skipped_steps"] = skipped
                     if evaluate_now:
-                        log_samples(board, eval_model, step, seed=options.seed)
-            if evaluate_now or checkpoint_now or log_now:
-                window, window_start, skipped = [], time.perf_counter(), 0
-            if checkpoint_now:
-                if writes:
-                    _save(parts, step, run_dir, options.keep_checkpoints, order(step))
-                    plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
-                if bad_in_a_row == 0:
-                    last_good.remember(step)
-    finally:
-        bar.close()
-        if board is not None:
-            board.close()
+                        scores = evaluate(eval_model, eval_set, condition=eval_condition)
+                        result.test_bpd = scores.bits_per_dim
+                        record["test_bpd"] = result.test_bpd
+                        bar.write(
+                            f"step {step}: train {result.train_bpd or math.nan:.4f} bits/dim, "
+                            f"test {result.test_bpd:.4f} bits/dim"
+                        )
+                    append_metrics(metrics_path, record)
+                    if board is not None:
+                        log_record(board, record)
+                        if evaluate_now:
+                            log_samples(board, eval_model, step, seed=options.seed)
+                if evaluate_now or checkpoint_now or log_now:
+                    window, window_start, skipped = [], time.perf_counter(), 0
+                if checkpoint_now:
+                    if writes:
+                        _save(parts, step, run_dir, options.keep_checkpoints, order(step))
+                        plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
+                    if bad_in_a_row == 0:
+                        last_good.remember(step)
+        finally:
+            bar.close()
+            if board is not None:
+                board.close()
     result.step = step
     return result
 
