@@ -1,4 +1,5 @@
-"""Numerical faults in training: the last good state to come back to."""
+"""Numerical faults in training: skip a bad step, and after several in a row come back to
+the last good state with a lower learning rate."""
 
 from __future__ import annotations
 
@@ -45,3 +46,41 @@ def _to_cpu(state: Any) -> Any:
     if isinstance(state, (list, tuple)):
         return type(state)(_to_cpu(v) for v in state)
     return state
+
+
+class FaultGuard:
+    """Counts non-finite steps: after ``max_bad_steps`` in a row it restores the last good
+    state with the learning rate times ``backoff``; after ``max_restores`` restores with no
+    good step between them it gives up with a FloatingPointError."""
+
+    def __init__(
+        self, last_good: LastGoodState, max_bad_steps: int, max_restores: int, backoff: float
+    ):
+        self.last_good = last_good
+        self.max_bad_steps, self.max_restores, self.backoff = max_bad_steps, max_restores, backoff
+        self.bad_in_a_row = self.restores_in_a_row = 0
+
+    @property
+    def clean(self) -> bool:
+        """No bad step since the last good one: the state may be remembered as good."""
+        return self.bad_in_a_row == 0
+
+    def good_step(self) -> None:
+        self.bad_in_a_row = self.restores_in_a_row = 0
+
+    def bad_step(self, step: int, scheduler) -> dict[str, Any] | None:
+        """Count a skipped step; when that restores the last good state, the event
+        (step, from_step, lr) to report."""
+        self.bad_in_a_row += 1
+        if self.bad_in_a_row < self.max_bad_steps:
+            return None
+        if self.restores_in_a_row >= self.max_restores:
+            raise FloatingPointError(
+                f"training keeps producing non-finite losses or gradients at step {step} "
+                f"({self.restores_in_a_row} restores of the step-{self.last_good.step} weights "
+                "did not help); check the data and lower --lr"
+            )
+        rate = self.last_good.restore(scheduler, self.backoff)
+        self.restores_in_a_row += 1
+        self.bad_in_a_row = 0
+        return {"step": step, "event": "restored", "from_step": self.last_good.step, "lr": rate}

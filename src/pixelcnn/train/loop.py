@@ -28,7 +28,7 @@ from pixelcnn.train.checkpoint import (
     save_checkpoint,
 )
 from pixelcnn.train.distributed import SINGLE, World
-from pixelcnn.train.guard import LastGoodState
+from pixelcnn.train.guard import FaultGuard, LastGoodState
 from pixelcnn.train.metrics import (
     append_metrics,
     keep_metrics_up_to,
@@ -243,7 +243,8 @@ def train(
 
     result = TrainResult(step=step, train_bpd=None, test_bpd=None, eval_model=eval_model)
     last_good.remember(step)
-    bad_in_a_row = restores_in_a_row = skipped = 0
+    guard = FaultGuard(last_good, options.max_bad_steps, options.max_restores, options.lr_backoff)
+    skipped = 0
     if on_start is not None and writes:
         on_start(step)
     board = open_writer(run_dir, step) if writes and options.tensorboard else None
@@ -269,6 +270,7 @@ def train(
                     loss = mean_bits_per_dim(model, levels, select(conditions, indices), forward)
                 optimizer.zero_grad(set_to_none=True)
                 finite = world.all_true(bool(torch.isfinite(loss)))  # all skip, or none
+                restored = None  # the event of restoring the last good state, if this does
                 if finite:
                     autocast.scaler.scale(loss).backward()
                     autocast.scaler.unscale_(optimizer)
@@ -289,11 +291,11 @@ def train(
                     if ema is not None:
                         ema.update_parameters(model)
                     window.append(loss.item())
-                    bad_in_a_row = restores_in_a_row = 0
+                    guard.good_step()
                 elif finite is not None:  # skip the update; the batch is not seen again
                     optimizer.zero_grad(set_to_none=True)
-                    bad_in_a_row += 1
                     skipped += 1
+                    restored = guard.bad_step(step + 1, scheduler)
                 with warnings.catch_warnings():
                     # a skipped first step calls it before any optimizer.step(): intended here
                     warnings.filterwarnings(
@@ -304,28 +306,17 @@ def train(
                 bar.update(1)
                 if window:
                     bar.set_postfix(bpd=f"{sum(window[-50:]) / len(window[-50:]):.3f}")
-                if bad_in_a_row >= options.max_bad_steps:
-                    if restores_in_a_row >= options.max_restores:
-                        raise FloatingPointError(
-                            f"training keeps producing non-finite losses or gradients at step "
-                            f"{step} ({restores_in_a_row} restores of the step-{last_good.step} "
-                            "weights did not help); check the data and lower --lr"
-                        )
-                    rate = last_good.restore(scheduler, options.lr_backoff)
-                    restores_in_a_row += 1
-                    bad_in_a_row = 0
+                if restored and writes:
                     message = (
-                        f"step {step}: {options.max_bad_steps} non-finite steps in a row; restored "
-                        f"the weights of step {last_good.step} and lowered the learning rate to "
-                        f"{rate:.3g}"
+                        f"step {step}: {options.max_bad_steps} non-finite steps in a row; "
+                        f"restored the weights of step {restored['from_step']} and lowered the "
+                        f"learning rate to {restored['lr']:.3g}"
                     )
-                    if writes:
-                        if options.progress:
-                            bar.write(message)
-                        else:
-                            log(message)
-                        event = {"event": "restored", "from_step": last_good.step, "lr": rate}
-                        append_metrics(metrics_path, {"step": step, **event})
+                    if options.progress:
+                        bar.write(message)
+                    else:
+                        log(message)
+                    append_metrics(metrics_path, restored)
 
                 evaluate_now = eval_set is not None and (
                     step == options.steps or (options.eval_every and step % options.eval_every == 0)
@@ -371,7 +362,7 @@ def train(
                     if writes:
                         _save(parts, step, run_dir, options.keep_checkpoints, order(step))
                         plot_training_curve(read_metrics(metrics_path), run_dir / CURVE_FILE)
-                    if bad_in_a_row == 0:
+                    if guard.clean:
                         last_good.remember(step)
         finally:
             bar.close()
