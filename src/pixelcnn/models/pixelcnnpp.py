@@ -190,13 +190,11 @@ class PixelCNNPlusPlusSteps(GenerationSteps):
             pairs += steppers(network.up_u[up_stage], batch, scaled, cursor, stage, False)
             pairs += steppers(network.up_ul[up_stage], batch, scaled, cursor, stage, True)
             if stage > 0:  # the upsampling into this stage's finer neighbour
-                up = up_stage
-                pairs += steppers(
-                    network.upsample_u[up], batch, scaled * 2, cursor, stage - 1, False
-                )
-                pairs += steppers(
-                    network.upsample_ul[up], batch, scaled * 2, cursor, stage - 1, True
-                )
+                for upsample, pixelwise in (
+                    (network.upsample_u[up_stage], False),
+                    (network.upsample_ul[up_stage], True),
+                ):
+                    pairs += steppers(upsample, batch, scaled * 2, cursor, stage - 1, pixelwise)
         pairs += steppers(network.out, batch, width, cursor, 0, pixelwise=True)
         super().__init__(pairs)
         self.network, self.batch, self.width, self.condition = network, batch, width, condition
