@@ -53,3 +53,22 @@ def test_low_temperature_concentrates_samples():
         model.sample(64, temperature=0.3, generator=torch.Generator().manual_seed(0))
     )
     assert cold.mean() > hot.mean()
+
+
+def test_draw_index_follows_the_probabilities_and_never_draws_an_impossible_index():
+    from pixelcnn.likelihoods.draw import draw_index
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])  # zero at both ends and inside
+    rows = probs.expand(20000, 6) * 1.0000001  # rows that do not sum to exactly 1
+    draws = draw_index(rows, torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=6).double()
+    assert counts[probs == 0].sum() == 0
+    expected = probs.double() * len(draws)
+    nonzero = probs > 0
+    chi_square = ((counts - expected)[nonzero] ** 2 / expected[nonzero]).sum().item()
+    assert chi_square < 13.82  # 2 degrees of freedom, 99.9% quantile
+    again = draw_index(rows, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+    # a row whose mass sits at the very end: u * total stays below the total
+    edge = torch.tensor([[0.0, 0.0, 1e-30, 1.0]])
+    assert draw_index(edge.expand(1000, 4), torch.Generator().manual_seed(1)).max() == 3

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from pixelcnn.likelihoods.draw import draw_index
+
 
 class Categorical:
     """p(x_i | x_<i) as a softmax over ``levels`` values for each of ``channels`` sub-pixels.
@@ -52,5 +54,4 @@ class Categorical:
         if temperature == 0:
             return logits.argmax(dim=-1)
         probs = torch.softmax(logits / temperature, dim=-1).reshape(-1, self.levels)
-        draws = torch.multinomial(probs, 1, generator=generator)
-        return draws.reshape(logits.shape[:-1])
+        return draw_index(probs, generator).reshape(logits.shape[:-1])

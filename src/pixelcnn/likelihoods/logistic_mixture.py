@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pixelcnn.likelihoods.draw import draw_index
+
 LOG_SCALE_MIN = -7.0  # scales below e^-7 would make every bin mass 0 or 1 in float32
 TINY_BIN = 1e-6  # below this scaled bin width the mass is taken as density x width
 
@@ -129,7 +131,7 @@ class DiscretizedLogisticMixture:
             component = logits.argmax(dim=1)
         else:
             flat = torch.softmax(logits / temperature, dim=1).permute(0, 2, 3, 1).reshape(-1, k)
-            component = torch.multinomial(flat, 1, generator=generator).reshape(b, h, w)
+            component = draw_index(flat, generator).reshape(b, h, w)
         pick = component[:, None, None].expand(b, self.channels, 1, h, w)
         means = means.gather(2, pick)[:, :, 0]  # [B, C, H, W]
         scales = torch.exp(log_scales.gather(2, pick)[:, :, 0]) * temperature
