@@ -89,6 +89,9 @@ def run_train(args: argparse.Namespace) -> None:
     world = join_from_environment()  # one process, or one of torchrun's
     try:
         _train_in(world, args)
+        # the others wait for the main process's samples and evaluation, so that no
+        # process tears the group down while another still holds it (gloo aborts then)
+        world.barrier()
     finally:
         leave(world)
 
