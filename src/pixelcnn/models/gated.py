@@ -98,11 +98,9 @@ class GatedSteps(GenerationSteps):
             for layer in (block.horizontal, block.residual, block.skip):
                 pairs += steppers(layer, batch, width, self.cursor, 0, pixelwise=True)
         pairs += steppers(network.head, batch, width, self.cursor, 0, pixelwise=True)
-        super().__init__(pairs)
-        self.network, self.batch, self.width, self.condition = network, batch, width, condition
         first = network.blocks[0]
-        queues = (self.stepper_of[layer].queue for layer in (first.vertical, first.horizontal))
-        self.image = [queue for queue in queues if queue is not None]  # 1x1 kernels: none
+        super().__init__(pairs, image_layers=[first.vertical, first.horizontal])
+        self.network, self.batch, self.width, self.condition = network, batch, width, condition
         self.above: list[torch.Tensor] = []  # per block: its link into the current row
 
     def row(self, i: int) -> None:
@@ -129,7 +127,3 @@ class GatedSteps(GenerationSteps):
             h, skip = block.horizontal_part(h, above[:, :, :, j : j + 1], h_bias)
             skips = skips + skip
         return self.network.head(skips)
-
-    def commit(self, i: int, j: int, x: torch.Tensor) -> None:
-        for queue in self.image:
-            queue.put(i, x, j)

@@ -101,14 +101,10 @@ class PixelCNNSteps(GenerationSteps):
 
     def __init__(self, network: PixelCNN, batch: int, width: int):
         self.cursor = Cursor()
-        super().__init__(steppers(network, batch, width, self.cursor, 0, pixelwise=True))
+        pairs = steppers(network, batch, width, self.cursor, 0, pixelwise=True)
+        super().__init__(pairs, image_layers=[network.input])
         self.network = network
-        self.image = self.stepper_of[network.input].queue  # None for a 1x1 input layer
 
     def pixel(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
         self.cursor.row, self.cursor.col = i, j
         return self.network(x)
-
-    def commit(self, i: int, j: int, x: torch.Tensor) -> None:
-        if self.image is not None:
-            self.image.put(i, x, j)

@@ -23,6 +23,12 @@ from pixelcnn.nn.stepping import Cursor, GenerationSteps, steppers
 STAGES = 3  # resolutions: full, 1/2, 1/4
 
 
+def with_ones(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C + 1, H, W]: a channel of ones tells the network where the image
+    ends and the zero padding begins."""
+    return torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+
+
 class GatedResidual(nn.Module):
     """x -> x + a * sigmoid(b), [a, b] = conv(dropout(concat_elu(conv(concat_elu(x)) +
     nin(concat_elu(skip))))) (+ condition): [B, C, H, W] -> [B, C, H, W]."""
@@ -126,8 +132,7 @@ class PixelCNNPlusPlus(nn.Module):
             raise ValueError("a condition must be given exactly when the network is conditional")
         if x.shape[2] % 4 or x.shape[3] % 4:
             raise ValueError(f"PixelCNN++ needs a height and width divisible by 4, got {x.shape}")
-        # A channel of ones tells the network where the image ends and the zero padding begins.
-        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+        x = with_ones(x)
         us = [down_shift(self.u_init(x))]
         uls = [down_shift(self.ul_init_up(x)) + right_shift(self.ul_init_left(x))]
         for stage in range(STAGES):
@@ -196,12 +201,9 @@ class PixelCNNPlusPlusSteps(GenerationSteps):
                 ):
                     pairs += steppers(upsample, batch, scaled * 2, cursor, stage - 1, pixelwise)
         pairs += steppers(network.out, batch, width, cursor, 0, pixelwise=True)
-        super().__init__(pairs)
+        image_layers = [network.u_init, network.ul_init_up, network.ul_init_left]
+        super().__init__(pairs, image_layers=image_layers)
         self.network, self.batch, self.width, self.condition = network, batch, width, condition
-        self.image = [
-            self.stepper_of[layer].queue
-            for layer in (network.u_init, network.ul_init_up, network.ul_init_left)
-        ]
         entries = 1 + STAGES * len(network.down_u[0]) + STAGES - 1
         self.u_stack: list[torch.Tensor | None] = [None] * entries  # latest row per entry
         self.ul_stack: list[torch.Tensor | None] = [None] * entries  # latest pixel per entry
@@ -209,8 +211,9 @@ class PixelCNNPlusPlusSteps(GenerationSteps):
         self.ul_above: torch.Tensor | None = None  # the shifted-down ul input of this row
 
     def _zeros(self, width: int) -> torch.Tensor:
-        weight = self.network.out.conv.weight
-        return weight.new_zeros(self.batch, self.network.u_init.conv.out_channels, 1, width)
+        """A row of the streams' zeros: what the down-shift puts above the image."""
+        first = self.network.u_init.conv
+        return first.weight.new_zeros(self.batch, first.out_channels, 1, width)
 
     def row(self, i: int) -> None:
         net, cursor, condition = self.network, self.cursor, self.condition
@@ -286,7 +289,5 @@ class PixelCNNPlusPlusSteps(GenerationSteps):
                 ul = net.upsample_ul[t](ul if advances[stage] else None)
         return net.out(torch.nn.functional.elu(ul))
 
-    def commit(self, i: int, j: int, x: torch.Tensor) -> None:
-        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # as in forward
-        for queue in self.image:
-            queue.put(i, x, j)
+    def image_input(self, x: torch.Tensor) -> torch.Tensor:
+        return with_ones(x)  # as forward does

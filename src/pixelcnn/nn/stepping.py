@@ -136,6 +136,10 @@ class ConvStepper:
             dtype=weight.dtype,
         )
 
+    def feed(self, row: int, x: torch.Tensor, col: int | None = None) -> None:
+        """Store input that arrives from elsewhere (the image, pixel by pixel)."""
+        self.queue.put(row, x, col)
+
     def _last_input_row(self, row: int) -> int:
         return self.stride * row - self.top + self.kh - 1
 
@@ -208,7 +212,8 @@ class TransposedConvStepper:
 class PointwiseStepper:
     """A 1x1 convolution (weight [O, I, 1, 1]) on pieces: needs no queue."""
 
-    queue = None  # nothing of earlier positions is needed
+    def feed(self, row: int, x: torch.Tensor, col: int | None = None) -> None:
+        """Nothing of earlier positions is needed: input from elsewhere is not kept."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight, self.bias = weight.detach(), _detach(bias)
@@ -253,9 +258,12 @@ class GenerationSteps:
     compute on whole images again.
     """
 
-    def __init__(self, pairs: list[tuple[Steppable, object]]):
+    def __init__(self, pairs: list[tuple[Steppable, object]], image_layers=()):
+        """``pairs``: (layer, stepper) for every steppable layer; ``image_layers``: those
+        that read the network input itself, which :meth:`commit` feeds."""
         self._pairs = pairs
         self.stepper_of = dict(pairs)
+        self._image_steppers = [self.stepper_of[layer] for layer in image_layers]
 
     def __enter__(self) -> GenerationSteps:
         for layer, stepper in self._pairs:
@@ -277,7 +285,14 @@ class GenerationSteps:
     def commit(self, i: int, j: int, x: torch.Tensor) -> None:
         """The finished network input at (i, j), [B, C_in, 1, 1], for the layers that read
         the image itself."""
-        raise NotImplementedError
+        x = self.image_input(x)
+        for stepper in self._image_steppers:
+            stepper.feed(i, x, j)
+
+    def image_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the image layers receive of a network input [B, C_in, 1, 1] (itself, unless
+        the network's forward adds to it)."""
+        return x
 
 
 def condition_at(
