@@ -247,11 +247,8 @@ class DensityModel(nn.Module):
         drawn as in :meth:`sample`.
         """
         levels = self.images_to_levels(images)
-        start = self._known_prefix(known, levels.shape)
-        _, channels, height, width = levels.shape
-        index = torch.arange(channels * height * width, device=levels.device)
-        raster_index = index.reshape(height, width, channels).permute(2, 0, 1)  # [C, H, W]
-        levels = levels.masked_fill(raster_index >= start, 0)  # never shown what is drawn
+        mask, start = self._known_prefix(known, levels.shape)
+        levels = levels.masked_fill(~mask.to(levels.device), 0)  # never shown what is drawn
         return self._generate(
             levels,
             condition,
@@ -263,8 +260,9 @@ class DensityModel(nn.Module):
             return_log_probs,
         )
 
-    def _known_prefix(self, known: Any, shape: torch.Size) -> int:
-        """Number of known sub-pixels of a raster-prefix mask; refuse any other mask."""
+    def _known_prefix(self, known: Any, shape: torch.Size) -> tuple[torch.Tensor, int]:
+        """The known sub-pixels as one bool mask [C, H, W] and how many they are (the raster
+        index where drawing starts); any mask that is not a raster prefix is refused."""
         batch, channels, height, width = shape
         mask = torch.as_tensor(np.asarray(known) if not torch.is_tensor(known) else known)
         if mask.dtype != torch.bool:
@@ -298,7 +296,7 @@ class DensityModel(nn.Module):
                 f"the {self.likelihood.name} likelihood draws whole pixels: the known part "
                 "must end at a pixel boundary"
             )
-        return start
+        return mask, start
 
     def _generate(
         self,
