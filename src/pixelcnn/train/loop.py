@@ -127,7 +127,8 @@ def _ema(model: DensityModel, decay: float) -> AveragedModel:
 
 
 def data_order(step: int, count: int, batch_size: int, seed: int) -> dict[str, int]:
-    """Where :func:`batch_indices` stands after ``step`` steps (kept in checkpoints)."""
+    """The place of batch ``step`` in the data order (epoch, batch in it) and what decides
+    that order; :func:`batch_indices` uses it, checkpoints keep it."""
     epoch, batch = divmod(step, max(1, count // batch_size))
     return {"seed": seed, "batch_size": batch_size, "images": count, "epoch": epoch, "batch": batch}
 
@@ -138,11 +139,10 @@ def batch_indices(step: int, count: int, batch_size: int, seed: int) -> torch.Te
     The order is a pure function of (seed, step), so a resumed run sees exactly the batches
     the uninterrupted run would have seen, with no data-loader state to save.
     """
-    per_epoch = max(1, count // batch_size)
-    epoch, position = divmod(step, per_epoch)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    where = data_order(step, count, batch_size, seed)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + where["epoch"])
     order = torch.randperm(count, generator=generator)
-    return order[position * batch_size : (position + 1) * batch_size]
+    return order[where["batch"] * batch_size : (where["batch"] + 1) * batch_size]
 
 
 def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
