@@ -216,21 +216,21 @@ def _silent(*args: Any, **kwargs: Any) -> None:
     """``print`` for the processes other than the main one."""
 
 
-def check_class_options(model, asked: bool, refusal: str, remedy: str) -> int:
-    """The number of classes of ``model``, after refusing class options (``asked``) that it
-    cannot take, or a conditional model asked for none. ``refusal`` names the options (as in
-    "--class needs"), ``remedy`` says what to pass, with ``{last}`` for the last class."""
+def check_class_options(model, given: str | None, also: str = "") -> int:
+    """The number of classes of ``model``, after refusing the class flags ``given`` (e.g.
+    "--class needs"; None: none given) that it cannot take, or a conditional model given
+    none; ``also`` names the other flags that would do, after "--class 0..K-1"."""
     spec = model.condition_spec
     classes = spec.num_classes
-    if asked:
+    if given:
         if not classes:
-            raise ValueError(f"{refusal} a class-conditional model")
+            raise ValueError(f"{given} a class-conditional model")
         if spec.vector_dim or spec.spatial_channels:
             raise ValueError("this model also needs vector or spatial conditions; use the API")
     elif spec:
         if not classes:
             raise ValueError("this model needs vector or spatial conditions; use the API")
-        raise ValueError(f"this model is conditional: pass {remedy.format(last=classes - 1)}")
+        raise ValueError(f"this model is conditional: pass --class 0..{classes - 1}{also}")
     return classes
 
 
@@ -241,12 +241,9 @@ def check_class_label(class_label: int | None, classes: int) -> None:
 
 def sample_condition(model, args: argparse.Namespace) -> tuple[Any, int, int | None]:
     """The condition, number of images and grid columns that ``pixelcnn sample`` asked for."""
-    classes = check_class_options(
-        model,
-        args.per_class is not None or args.class_label is not None,
-        "--class and --per-class need",
-        "--class 0..{last} or --per-class N",
-    )
+    asked = args.per_class is not None or args.class_label is not None
+    given = "--class and --per-class need" if asked else None
+    classes = check_class_options(model, given, also=" or --per-class N")
     if args.per_class is not None:
         if args.per_class < 1:
             raise ValueError(f"--per-class must be at least 1, got {args.per_class}")
@@ -308,9 +305,7 @@ def run_complete(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
     if model.codec.kind != "image":
         raise ValueError("complete works on image models only; complete token grids with the API")
-    classes = check_class_options(
-        model, args.class_label is not None, "--class needs", "--class 0..{last}"
-    )
+    classes = check_class_options(model, "--class needs" if args.class_label is not None else None)
     check_class_label(args.class_label, classes)
     _, height, _ = model.image_shape
     if not 0 <= args.rows <= height:
