@@ -18,11 +18,12 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from common import environment, update_marked_section
+from common import environment, update_marked_section, write_results
 
 import pixelcnn
 from pixelcnn.data import load_dataset
@@ -187,10 +188,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["runs"] = sorted(
         kept + results["runs"], key=lambda r: order.get((r["data"], r["model"]), len(order))
     )
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown_table(results))
-    if args.update_docs:
-        update_docs(args.update_docs, results, args.docs_tag)
+    document = partial(update_docs, tag=args.docs_tag)
+    write_results(results, args.out, args.update_docs, document, markdown_table(results))
     return results
 
 

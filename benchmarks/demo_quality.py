@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import environment, update_marked_section
+from common import environment, update_marked_section, write_results
 
 import pixelcnn
 from pixelcnn.cli import main as pixelcnn_main
@@ -104,10 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run["samples"] = str(samples)
             results["runs"].append(run)
             print(markdown_table({"runs": [run]}).splitlines()[-1], flush=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown_table(results))
-    if args.update_docs:
-        update_docs(args.update_docs, results)
+    write_results(results, out, args.update_docs, update_docs, markdown_table(results))
     return results
 
 
