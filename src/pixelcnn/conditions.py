@@ -22,8 +22,10 @@ from pixelcnn.nn import CONDITION_KINDS, ConditionSpec
 
 
 def _tensor(value: Any, kind: str) -> torch.Tensor:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.tensor(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        return torch.tensor(value.item() if isinstance(value, np.generic) else value)
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
     if isinstance(value, torch.Tensor):
@@ -62,7 +64,16 @@ def _vectors(value: Any, spec: ConditionSpec, batch: int) -> torch.Tensor:
         raise ValueError(
             f"the vector condition must have {spec.vector_dim} entries, got {vectors.shape[1]}"
         )
-    return vectors
+    return _finite(vectors, "vector")
+
+
+def _finite(values: torch.Tensor, kind: str) -> torch.Tensor:
+    """Numbers that are real: a NaN in a condition would make every score NaN, silently."""
+    if values.dtype == torch.bool or values.is_complex():
+        raise ValueError(f"the {kind} condition must hold real numbers, got {values.dtype}")
+    if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+        raise ValueError(f"the {kind} condition holds NaN or infinite values")
+    return values
 
 
 def _maps(value: Any, spec: ConditionSpec, batch: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -73,6 +84,7 @@ def _maps(value: Any, spec: ConditionSpec, batch: int, grid: tuple[int, int]) ->
         raise ValueError(
             f"the spatial condition must have {spec.spatial_channels} channels, got {maps.shape[1]}"
         )
+    maps = _finite(maps, "spatial")
     maps = maps.float() if not maps.is_floating_point() else maps
     if tuple(maps.shape[2:]) != tuple(grid):
         maps = F.interpolate(maps, size=tuple(grid), mode="bilinear", align_corners=False)

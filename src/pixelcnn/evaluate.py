@@ -56,6 +56,12 @@ def evaluate(
     finally:
         model.train(was_training)
     per_image = torch.cat(nats).numpy()
+    broken = int((~np.isfinite(per_image)).sum())
+    if broken:  # never a NaN score reported as a result
+        raise FloatingPointError(
+            f"the model gives non-finite log-likelihoods for {broken} of {len(per_image)} "
+            "images; its weights or the condition are broken"
+        )
     dims = math.prod(model.image_shape)
     mean_nats = float(per_image.mean())
     return Evaluation(

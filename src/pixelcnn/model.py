@@ -21,18 +21,23 @@ from torch.nn.utils import parametrize
 
 from pixelcnn.codecs import ImageCodec, TokenCodec
 from pixelcnn.conditions import prepare_condition
-from pixelcnn.files import atomic_write
+from pixelcnn.files import atomic_write, check_writable
 from pixelcnn.likelihoods import build_likelihood
 from pixelcnn.models import DEFAULT_LIKELIHOODS, build_network, resolve_hyperparameters
 from pixelcnn.nn import ConditionSpec
 from pixelcnn.quantize import Quantizer, check_levels
 from pixelcnn.sampling import sample_cached, sample_naive
+from pixelcnn.values import as_float, as_int
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_NAME = "pixelcnn-model"
 FORMAT_VERSION = 1
+# safetensors metadata of the weights this library writes: tells them apart from others'
+WEIGHTS_TAG = {"format": FORMAT_NAME}
 SAMPLING_METHODS = ("cached", "naive")
+MAX_SIDE = 65536  # pixels per image side, and channels; larger is a typo or a hostile file
+MAX_SYMBOLS = 1 << 20  # symbols of a token model (image models: 2..256 levels)
 
 
 @dataclass
@@ -63,28 +68,41 @@ class ModelConfig:
                 f"{source} has format version {data.get('version')!r}; "
                 f"this pixelcnn reads version {FORMAT_VERSION}"
             )
-        try:
+        missing = [key for key in ("model", "image_shape", "levels") if key not in data]
+        if missing:
+            raise ValueError(f"{source} is incomplete: it lacks {', '.join(missing)}")
+        try:  # the exact JSON types: 4.7 levels, "true" channels or 1e400 never pass
+            shape = data["image_shape"]
+            if not isinstance(shape, list) or len(shape) != 3:
+                raise ValueError(f"image_shape must be a list [C, H, W], got {shape!r}")
+            hyperparameters = data.get("hyperparameters", {})
+            if not isinstance(hyperparameters, dict):
+                raise ValueError(f"hyperparameters must be an object, got {hyperparameters!r}")
             return cls(
-                model=str(data["model"]),
-                image_shape=tuple(int(v) for v in data["image_shape"]),
-                levels=int(data["levels"]),
-                likelihood=str(data.get("likelihood", "categorical")),
-                hyperparameters=dict(data.get("hyperparameters", {})),
-                data=str(data.get("data", "image")),
-                embedding_dim=int(data.get("embedding_dim", 0)),
+                model=_text(data["model"], "model"),
+                image_shape=tuple(as_int(v, "image_shape", 1, MAX_SIDE) for v in shape),
+                levels=as_int(data["levels"], "levels", 2, MAX_SYMBOLS),
+                likelihood=_text(data.get("likelihood", "categorical"), "likelihood"),
+                hyperparameters=hyperparameters,
+                data=_text(data.get("data", "image"), "data"),
+                embedding_dim=as_int(data.get("embedding_dim", 0), "embedding_dim", 0, 65536),
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{source} is incomplete or malformed: {error}") from None
+        except ValueError as error:
+            raise ValueError(f"{source} is malformed: {error}") from None
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+    return value
 
 
 def _check_shape(shape: Any, length: int, what: str) -> tuple[int, ...]:
+    names = "(C, H, W)" if length == 3 else "(H, W)"
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else ()
-    if len(shape) != length or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
-    ):
-        names = "(C, H, W)" if length == 3 else "(H, W)"
+    if len(shape) != length:
         raise ValueError(f"{what} must be {names} with positive ints, got {shape or what!r}")
-    return shape
+    return tuple(as_int(v, f"each side of {what} {names}", 1, MAX_SIDE) for v in shape)
 
 
 def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
@@ -218,8 +236,7 @@ class DensityModel(nn.Module):
         value). With ``return_log_probs`` also log p(x_i | x_<i) in nats of every sub-pixel,
         shaped like the images.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        n = as_int(n, "n (the number of images)", 1)
         levels = torch.zeros(n, *self.image_shape, dtype=torch.int64, device=self.device)
         return self._generate(
             levels, condition, 0, temperature, generator, progress, method, return_log_probs
@@ -312,10 +329,7 @@ class DensityModel(nn.Module):
         """Draw the sub-pixels of ``levels`` [B, C, H, W] from index ``start`` on."""
         if method not in SAMPLING_METHODS:
             raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-        if not temperature >= 0 or math.isinf(temperature):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        temperature = as_float(temperature, "temperature", minimum=0)
         prepared = self.prepare_condition(condition, len(levels))
         log_probs = None
         was_training = self.training
@@ -364,10 +378,13 @@ class DensityModel(nn.Module):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        for name in (WEIGHTS_FILE, CONFIG_FILE):  # both, before either is written
+            check_writable(directory / name)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+        check_finite(tensors, f"the model to save in {directory}")
         text = json.dumps(self.config.to_json(), indent=2) + "\n"
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), WEIGHTS_TAG))
         atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(text))
         return directory
 
@@ -396,18 +413,12 @@ def create(
     """
     if data == "tokens":
         grid = _check_shape(image_shape[-2:] if len(image_shape) == 3 else image_shape, 2, "grid")
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"levels (the number of symbols) must be an int >= 2, got {levels!r}")
-        if (
-            isinstance(embedding_dim, bool)
-            or not isinstance(embedding_dim, int)
-            or embedding_dim < 1
-        ):
-            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
-        shape, dim = (1, *grid), embedding_dim
+        levels = as_int(levels, "levels (the number of symbols)", 2, MAX_SYMBOLS)
+        dim = as_int(embedding_dim, "embedding_dim", 1, 65536)
+        shape = (1, *grid)
     elif data == "image":
         shape, dim = _check_image_shape(image_shape), 0
-        check_levels(levels)
+        levels = check_levels(levels)
     else:
         raise ValueError(f"data must be 'image' or 'tokens', got {data!r}")
     if likelihood is None:
@@ -461,4 +472,16 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
                 f"{source}: tensor {key} has shape {list(tensor.shape)}, "
                 f"the model needs {list(expected[key].shape)}"
             )
+        if tensor.dtype != expected[key].dtype:
+            raise ValueError(
+                f"{source}: tensor {key} is {tensor.dtype}, the model needs {expected[key].dtype}"
+            )
+    check_finite(state, source)
     model.load_state_dict(state)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity: such a model scores every image NaN."""
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{source}: tensor {key} holds NaN or infinite values")

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import torch
 
+from pixelcnn.values import as_int
+
 MIN_LEVELS = 2
 MAX_LEVELS = 256
 
 
 def check_levels(levels: int) -> int:
-    """Return ``levels`` if it is an int in 2..256, else raise ValueError."""
-    if isinstance(levels, bool) or not isinstance(levels, int):
-        raise ValueError(f"levels must be an integer in {MIN_LEVELS}..{MAX_LEVELS}, got {levels!r}")
-    if not MIN_LEVELS <= levels <= MAX_LEVELS:
-        raise ValueError(f"levels must be in {MIN_LEVELS}..{MAX_LEVELS}, got {levels}")
-    return levels
+    """``levels`` as an int if it is one in 2..256 (numpy ints too), else raise ValueError."""
+    return as_int(levels, "levels", MIN_LEVELS, MAX_LEVELS)
 
 
 class Quantizer:
@@ -33,7 +31,7 @@ class Quantizer:
 
     def __init__(self, levels: int):
         self.levels = check_levels(levels)
-        self._steps = levels - 1  # the level value k spans 255 * k / steps
+        self._steps = self.levels - 1  # the level value k spans 255 * k / steps
 
     def __repr__(self) -> str:
         return f"Quantizer(levels={self.levels})"

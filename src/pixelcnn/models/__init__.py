@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
+import torch
 from torch import nn
 
+from pixelcnn.limits import check_memory
 from pixelcnn.models.gated import GatedPixelCNN
 from pixelcnn.models.pixelcnn import PixelCNN
 from pixelcnn.models.pixelcnnpp import PixelCNNPlusPlus
+from pixelcnn.values import as_float, as_int
 
 NETWORKS: dict[str, type[nn.Module]] = {
     "pixelcnn": PixelCNN,
@@ -54,6 +58,29 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # Constructor arguments that the model composition fills in, not the user.
 _STRUCTURAL = ("image_channels", "out_channels", "input_channels")
 
+# Bounds of every hyperparameter, by name (the networks share names). Sizes beyond these
+# are typos or hostile files: 10^9 layers would hang the constructor, 10^9 classes ask for
+# a 96 GB embedding. The type comes from the constructor's default (int or float).
+HYPERPARAMETER_BOUNDS: dict[str, tuple[float, float]] = {
+    "hidden_channels": (1, 8192),
+    "skip_channels": (1, 8192),
+    "output_hidden": (1, 16384),
+    "filters": (1, 8192),
+    "layers": (1, 1000),
+    "residual_blocks": (0, 1000),
+    "resnets_per_stage": (1, 1000),
+    "kernel_size": (1, 63),
+    "input_kernel": (1, 63),
+    "residual_kernel": (1, 63),
+    "num_classes": (0, 100_000),
+    "vector_dim": (0, 100_000),
+    "spatial_channels": (0, 8192),
+    "dropout": (0.0, 0.99),
+}
+_OTHER_INTS = (0, 100_000)  # a hyperparameter a later network adds without bounds here
+# Bytes a parameter costs in training: weights, gradients and Adam's two moments (float32).
+_TRAINING_BYTES_PER_PARAMETER = 16
+
 
 def hyperparameter_names(name: str) -> list[str]:
     """The keyword arguments a user may set for network ``name``."""
@@ -79,7 +106,24 @@ def resolve_hyperparameters(
             f"unknown hyperparameter(s) {', '.join(unknown)} for {name}; "
             f"accepted: {', '.join(allowed)}"
         )
-    return values
+    defaults = inspect.signature(NETWORKS[name]).parameters
+    return {key: _checked(key, value, defaults[key].default) for key, value in values.items()}
+
+
+def _checked(key: str, value: Any, default: Any) -> Any:
+    """A hyperparameter of the default's type within its bounds: 1.5 layers, "abc"
+    channels, [1] or true are refused here, not deep inside a constructor."""
+    low, high = HYPERPARAMETER_BOUNDS.get(key, _OTHER_INTS)
+    if isinstance(default, float):
+        return as_float(value, f"hyperparameter {key}", low, high)
+    return as_int(value, f"hyperparameter {key}", int(low), int(high))
+
+
+def _parameter_count(network_class: type[nn.Module], **arguments) -> int:
+    """Parameters the network would have, counted on the meta device (no memory used)."""
+    with torch.device("meta"):
+        probe = network_class(**arguments)
+    return sum(math.prod(p.shape) for p in probe.parameters())
 
 
 def build_network(
@@ -95,16 +139,20 @@ def build_network(
     (token embeddings); the colour groups always follow ``image_channels``.
     """
     values = resolve_hyperparameters(name, overrides=hyperparameters)
-    return NETWORKS[name](
+    arguments = dict(
         image_channels=image_channels,
         out_channels=out_channels,
         input_channels=input_channels,
         **values,
     )
+    count = _parameter_count(NETWORKS[name], **arguments)
+    check_memory(count * _TRAINING_BYTES_PER_PARAMETER, f"a {name} network of {count:,} parameters")
+    return NETWORKS[name](**arguments)
 
 
 __all__ = [
     "DEFAULT_LIKELIHOODS",
+    "HYPERPARAMETER_BOUNDS",
     "GatedPixelCNN",
     "PixelCNNPlusPlus",
     "NETWORKS",

@@ -34,7 +34,8 @@ def channel_groups(channels: int, groups: int, blocks: int = 1) -> torch.Tensor:
     per_block = channels // blocks
     if per_block < groups:
         raise ValueError(f"need at least {groups} channels per block to split into {groups} groups")
-    return torch.arange(channels) % per_block * groups // per_block
+    # on the CPU even while a network is built on the meta device (parameter counting)
+    return torch.arange(channels, device="cpu") % per_block * groups // per_block
 
 
 def causal_mask(
@@ -57,10 +58,12 @@ def causal_mask(
         raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
     centre = kernel_size // 2
     mask = torch.zeros(out_channels, in_channels, centre + 1, kernel_size)
-    mask[:, :, :centre, :] = 1.0
-    mask[:, :, centre, :centre] = 1.0
     g_out = channel_groups(out_channels, groups, out_blocks)[:, None]
     g_in = channel_groups(in_channels, groups)[None, :]
+    if mask.is_meta:  # a network built on the meta device to count parameters: shape only
+        return mask
+    mask[:, :, :centre, :] = 1.0
+    mask[:, :, centre, :centre] = 1.0
     allowed = g_in < g_out if mask_type == "A" else g_in <= g_out
     mask[:, :, centre, centre] = allowed.to(mask.dtype)
     return mask
@@ -107,6 +110,8 @@ class MaskedConv2d(Steppable):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        if self.weight.is_meta:  # built on the meta device only to count parameters
+            return
         # Fan-in counts only the open taps, so deep stacks keep unit-scale activations.
         fan_in = max(1.0, float(self.mask.sum(dim=(1, 2, 3)).mean()))
         nn.init.normal_(self.weight, std=(1.0 / fan_in) ** 0.5)
