@@ -14,28 +14,35 @@ from .datasets import (
     load_dataset,
 )
 from .download import DownloadError, default_cache_dir, download_file
+from .limits import available_memory_bytes, check_allocation
 from .readers import (
+    MAX_CLASSES,
     DataFormatError,
     read_cifar10,
     read_idx,
     read_idx_images,
+    read_image_file,
     read_image_folder,
     read_npz,
     resize_images,
 )
 
 __all__ = [
+    "MAX_CLASSES",
     "DataFormatError",
     "DatasetNotFoundError",
     "DownloadError",
     "ImageDataset",
     "available_datasets",
+    "available_memory_bytes",
+    "check_allocation",
     "default_cache_dir",
     "download_file",
     "load_dataset",
     "read_cifar10",
     "read_idx",
     "read_idx_images",
+    "read_image_file",
     "read_image_folder",
     "read_npz",
     "resize_images",

@@ -7,7 +7,6 @@ registry (``available_datasets()``); a path to an ``.npz`` file or an image fold
 from __future__ import annotations
 
 import functools
-import gzip
 import importlib.util
 import os
 from collections.abc import Callable
@@ -18,11 +17,15 @@ import numpy as np
 
 from .download import DownloadError, default_cache_dir, download_file
 from .readers import (
+    IMAGE_SUFFIXES,
     DataFormatError,
+    checked_labels,
+    gunzip_file,
     read_cifar10,
     read_idx_images,
     read_image_folder,
     read_npz,
+    read_npz_class_names,
     resize_images,
 )
 
@@ -47,8 +50,9 @@ class DatasetNotFoundError(FileNotFoundError):
 class ImageDataset:
     """Images with optional labels.
 
-    ``images`` is ``uint8 [N, C, H, W]`` with ``C`` in ``{1, 3}``; ``labels`` is ``int64 [N]``
-    or ``None``; ``class_names[k]`` names label ``k`` when known.
+    ``images`` is ``uint8 [N, C, H, W]`` with ``C`` in ``{1, 3}`` and ``H, W >= 1``;
+    ``labels`` is ``int64 [N]`` in ``0..MAX_CLASSES - 1`` or ``None``; ``class_names[k]``
+    names label ``k`` when known.
     """
 
     images: np.ndarray
@@ -64,8 +68,13 @@ class ImageDataset:
             )
         if self.images.shape[1] not in (1, 3):
             raise ValueError(f"images must have 1 or 3 channels, got shape {self.images.shape}")
-        if self.labels is not None and self.labels.shape != (len(self.images),):
-            raise ValueError(f"labels shape {self.labels.shape} != ({len(self.images)},)")
+        if 0 in self.images.shape[2:]:
+            raise ValueError(f"images must have at least 1x1 pixels, got {self.images.shape}")
+        if self.labels is not None:
+            if self.labels.shape != (len(self.images),):
+                raise ValueError(f"labels shape {self.labels.shape} != ({len(self.images)},)")
+            # Readers check labels against their file; this catches arrays built in code.
+            self.labels = checked_labels(self.labels, f"{self.name} {self.split}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -125,6 +134,13 @@ def _split_by_class(labels: np.ndarray, split: str) -> np.ndarray:
         where = np.flatnonzero(labels == label)
         mask[where] = _holdout_mask(len(where), split)
     return mask
+
+
+def _refuse_empty(images: np.ndarray, source: object, split: str) -> None:
+    """Refuse a split without images: every consumer (training, evaluation, resizing) would
+    fail later with a confusing error, or silently do nothing."""
+    if len(images) == 0:
+        raise DataFormatError(f"{source}: the {split} split has no images")
 
 
 def _check_split(split: str) -> None:
@@ -188,6 +204,11 @@ def _parse_small_int_csv(text: bytes, source: Path) -> np.ndarray:
     return values
 
 
+# Peak memory of ``_parse_small_int_csv`` per character of text (its masks and int64 index
+# arrays), so that a gzip bomb in place of the CSV is refused while it is inflated.
+_CSV_PARSE_BYTES_PER_CHAR = 16
+
+
 @functools.lru_cache(maxsize=4)
 def _read_mnist5k(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """All 5000 rows: images ``uint8 [5000, 1, 28, 28]``, labels ``int64 [5000]``.
@@ -195,7 +216,8 @@ def _read_mnist5k(path: Path) -> tuple[np.ndarray, np.ndarray]:
     Cached because it is read often; the arrays are made read-only so that no caller can
     corrupt the cache (``load_dataset`` hands out copies).
     """
-    values = _parse_small_int_csv(gzip.decompress(path.read_bytes()), path)
+    text = gunzip_file(path, cost_per_byte=_CSV_PARSE_BYTES_PER_CHAR)
+    values = _parse_small_int_csv(text, path)
     if values.size % 785:
         raise DataFormatError(f"{path}: expected rows of 784 pixels + 1 label")
     rows = values.reshape(-1, 785)
@@ -248,6 +270,7 @@ def _read_idx_split(spec: DatasetSpec, folder: Path, split: str) -> ImageDataset
     if missing:
         raise _not_found(spec, f"missing {', '.join(missing)} in {folder}")
     images, labels = read_idx_images(images_path, labels_path)
+    _refuse_empty(images, f"{spec.name} ({images_path})", split)
     return ImageDataset(images, labels, spec.name, split, spec.class_names)
 
 
@@ -309,6 +332,7 @@ def _load_cifar10(spec: DatasetSpec, split: str, root: Path | None, download: bo
             raise _not_found(spec, f"no {_CIFAR_ARCHIVE} or cifar-10-batches-py/ in {location}")
         _download(spec, location, (_CIFAR_ARCHIVE,))
     images, labels = read_cifar10(location, split)
+    _refuse_empty(images, f"{spec.name} ({location})", split)
     return ImageDataset(images, labels, spec.name, split, spec.class_names)
 
 
@@ -402,19 +426,23 @@ def _canonical_name(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _npz_class_names(path: Path) -> list[str] | None:
-    """``class_names`` stored in the npz as a string array, if any."""
-    with np.load(path, allow_pickle=False) as archive:
-        if "class_names" not in archive.files:
-            return None
-        names = archive["class_names"]
-    return [str(n) for n in names] if names.dtype.kind in "US" and names.ndim == 1 else None
-
-
 def _load_npz_path(path: Path, split: str) -> ImageDataset:
     images, labels = read_npz(path, split)
-    class_names = _npz_class_names(path) if labels is not None else None
+    _refuse_empty(images, path, split)
+    class_names = read_npz_class_names(path) if labels is not None else None
     return ImageDataset(images, labels, path.stem, split, class_names)
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder`` or one of its subfolders (classes) holds an image file."""
+    for entry in folder.iterdir():
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            return True
+        if entry.is_dir() and any(
+            f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in entry.iterdir()
+        ):
+            return True
+    return False
 
 
 def _load_folder_path(path: Path, split: str) -> ImageDataset:
@@ -424,6 +452,8 @@ def _load_folder_path(path: Path, split: str) -> ImageDataset:
     if (path / "train").is_dir() or (path / "test").is_dir():
         if not split_dir.is_dir():
             raise DatasetNotFoundError(f"{path} has train/ or test/ subfolders but no {split}/")
+        if not _holds_images(split_dir):
+            raise DataFormatError(f"{split_dir}: the {split} split has no images")
         images, labels, class_names = read_image_folder(split_dir)
         return ImageDataset(images, labels, path.name, split, class_names)
     images, labels, class_names = read_image_folder(path)
@@ -461,9 +491,12 @@ def load_dataset(
     ``size`` resizes the images to ``size x size``.
 
     Raises ``DatasetNotFoundError`` (one line, saying how to get the data) when files are
-    absent, ``DataFormatError`` when they are corrupt, ``ValueError`` for a bad name/split.
+    absent, ``DataFormatError`` (one line, naming the file) when they are corrupt, too large
+    for memory or the split has no images, ``ValueError`` for a bad name, split or size.
     """
     dataset = _load_unresized(name, split, root, download)
+    # Each loader refuses an empty split naming its file; this covers any loader added later.
+    _refuse_empty(dataset.images, os.fspath(name), split)
     if size is not None:
         dataset.images = resize_images(dataset.images, size)
     return dataset

@@ -11,9 +11,13 @@ import codecs
 import gzip
 import importlib
 import io
+import math
 import pickle
+import struct
 import tarfile
+import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,27 +26,140 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
+from .limits import DataFormatError, check_allocation
+
 __all__ = [
     "DataFormatError",
     "IMAGE_SUFFIXES",
+    "MAX_CLASSES",
+    "checked_labels",
+    "gunzip_file",
     "read_cifar10",
     "read_idx",
     "read_idx_images",
+    "read_image_file",
     "read_image_folder",
     "read_npz",
+    "read_npz_class_names",
     "resize_images",
 ]
 
+# Labels index class embeddings, so a label of 10^9 would make a model with 10^9 classes.
+MAX_CLASSES = 100_000
 
-class DataFormatError(ValueError):
-    """A file exists but its contents are not what its format promises."""
+
+# --------------------------------------------------------------------------------------------
+# Streams and checks shared by every reader
+# --------------------------------------------------------------------------------------------
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK_BYTES = 1 << 20
+
+
+def _reason(exc: BaseException) -> str:
+    """``exc``'s message on one line: some (tarfile's, for one) span several lines."""
+    return " ".join(str(exc).split())
+
+
+@contextmanager
+def _stream_errors(path: Path) -> Iterator[None]:
+    """Turn the failures of reading a (compressed) stream into a one-line DataFormatError.
+
+    Open the file before entering, so that a missing file stays a FileNotFoundError.
+    """
+    try:
+        yield
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise DataFormatError(f"{path}: corrupt gzip stream ({_reason(exc)})") from exc
+    except EOFError as exc:
+        raise DataFormatError(f"{path}: truncated gzip stream ({_reason(exc)})") from exc
+    except tarfile.TarError as exc:
+        raise DataFormatError(f"{path}: corrupt tar archive ({_reason(exc)})") from exc
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read ({_reason(exc)})") from exc
+
+
+def _open_maybe_gzipped(path: Path) -> IO[bytes]:
+    """``path`` opened for binary reading, through a gunzipping stream if it is gzip.
+
+    Gzip is detected by its magic bytes rather than the file name, because mirrors and
+    distributions disagree on whether the ``.gz`` suffix is kept after decompression.
+    """
+    with open(path, "rb") as probe:
+        gzipped = probe.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115 - caller closes
+
+
+def gunzip_file(path: str | Path, cost_per_byte: int = 1) -> bytes:
+    """The decompressed contents of the gzip file ``path``.
+
+    Inflated in chunks so that a gzip bomb is refused (``check_allocation``) before it fills
+    memory; ``cost_per_byte`` is the memory the caller needs per decompressed byte (parsing
+    text into arrays takes several). Corrupt or truncated streams raise ``DataFormatError``.
+    """
+    path = Path(path)
+    chunks, total = [], 0
+    with gzip.open(path, "rb") as stream, _stream_errors(path):
+        while chunk := stream.read(_CHUNK_BYTES):
+            total += len(chunk)
+            check_allocation(total * cost_per_byte, f"{path}: decompressing it")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _read_into(stream: IO[bytes], out: np.ndarray) -> int:
+    """Fill the bytes of the flat ``uint8`` array ``out`` from ``stream``.
+
+    Returns how many bytes were read: fewer than ``out.size`` only when the stream ended.
+    Reading into a preallocated array keeps the peak memory at one copy of the payload.
+    """
+    view = memoryview(out)
+    filled = 0
+    while filled < len(view):
+        count = stream.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _native(raw: np.ndarray, dtype: np.dtype, shape: tuple[int, ...], order: str) -> np.ndarray:
+    """Flat ``uint8`` bytes ``raw`` viewed as ``dtype [shape]`` in native byte order.
+
+    Byte-swapped in place rather than converted, so no second copy of the array is made.
+    """
+    array = raw.view(dtype)
+    if not dtype.isnative:
+        array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    return array.reshape(shape, order=order)
+
+
+def checked_labels(labels: np.ndarray, source: object) -> np.ndarray:
+    """``labels`` as ``int64``, refusing non-integer dtypes (float, bool) and values outside
+    ``0..MAX_CLASSES - 1``; ``source`` names the file in the one-line error."""
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise DataFormatError(f"{source}: labels must be integers, got dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        raise DataFormatError(
+            f"{source}: labels must lie in 0..{MAX_CLASSES - 1}, "
+            f"got min {labels.min()}, max {labels.max()}"
+        )
+    return labels.astype(np.int64, copy=False)
+
+
+def _refuse_zero_extent(images: np.ndarray, source: object) -> np.ndarray:
+    """``images [N, C, H, W]`` unchanged, unless an image has no pixels (H or W is 0)."""
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise DataFormatError(
+            f"{source}: images are {images.shape[2]}x{images.shape[3]} pixels (HxW); "
+            "an image needs at least one row and one column"
+        )
+    return images
 
 
 # --------------------------------------------------------------------------------------------
 # IDX (MNIST, Fashion-MNIST)
 # --------------------------------------------------------------------------------------------
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 # IDX type code -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "IDX file format").
 _IDX_DTYPES = {
@@ -55,48 +172,56 @@ _IDX_DTYPES = {
 }
 
 
-def _read_maybe_gzipped(path: Path) -> bytes:
-    """Whole file contents, transparently gunzipped.
+def _read_idx_header(stream: IO[bytes], path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """The element dtype and dimensions from an IDX header, leaving ``stream`` at the payload."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
+        raise DataFormatError(f"{path}: not an IDX file (bad magic number)")
+    type_code, ndim = magic[2], magic[3]
+    if type_code not in _IDX_DTYPES:
+        raise DataFormatError(f"{path}: unknown IDX element type 0x{type_code:02x}")
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DataFormatError(f"{path}: IDX header truncated ({4 + len(raw_dims)} bytes)")
+    return _IDX_DTYPES[type_code], tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
 
-    Gzip is detected by its magic bytes rather than the file name, because mirrors and
-    distributions disagree on whether the ``.gz`` suffix is kept after decompression.
-    """
-    raw = path.read_bytes()
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataFormatError(f"{path}: corrupt gzip stream ({exc})") from exc
+
+def _idx_size_mismatch(path: Path, dims: tuple[int, ...], expected: int, held: str) -> Exception:
+    return DataFormatError(
+        f"{path}: IDX size mismatch, header says {dims} ({expected} bytes) but the file holds "
+        f"{held}"
+    )
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a native-endian array of its stored shape.
 
-    Raises ``DataFormatError`` if the header is not IDX or the payload size disagrees with
-    the dimensions in the header (a truncated download, for instance).
+    The file is streamed: the header is read first, the payload size it declares is checked
+    against available memory (and, for plain files, against the file size) before anything
+    is allocated, and exactly that many bytes are read, so a gzip bomb is refused without
+    being inflated. Raises ``DataFormatError`` if the header is not IDX, the payload size
+    disagrees with the dimensions (a truncated download, trailing data), or the gzip stream
+    is corrupt.
     """
     path = Path(path)
-    data = _read_maybe_gzipped(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataFormatError(f"{path}: not an IDX file (bad magic number)")
-    type_code, ndim = data[2], data[3]
-    if type_code not in _IDX_DTYPES:
-        raise DataFormatError(f"{path}: unknown IDX element type 0x{type_code:02x}")
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise DataFormatError(f"{path}: IDX header truncated ({len(data)} bytes)")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[type_code]
-    expected = header_size + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        raise DataFormatError(
-            f"{path}: IDX size mismatch, header says {dims} ({expected} bytes) "
-            f"but the file holds {len(data)} bytes"
-        )
-    array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(dims)
-    # Convert to native byte order and own the memory (frombuffer views are read-only).
-    return array.astype(dtype.newbyteorder("="))
+    stream = _open_maybe_gzipped(path)
+    with stream, _stream_errors(path):
+        dtype, dims = _read_idx_header(stream, path)
+        header_size, nbytes = 4 + 4 * len(dims), math.prod(dims) * dtype.itemsize
+        expected = header_size + nbytes
+        if not isinstance(stream, gzip.GzipFile):  # a plain file's size is known up front
+            file_size = path.stat().st_size
+            if file_size != expected:
+                raise _idx_size_mismatch(path, dims, expected, f"{file_size} bytes")
+        check_allocation(nbytes, f"{path}: IDX array of shape {dims}")
+        raw = np.empty(nbytes, dtype=np.uint8)
+        filled = _read_into(stream, raw)
+        if filled < nbytes:
+            raise _idx_size_mismatch(path, dims, expected, f"{header_size + filled} bytes")
+        # One more byte tells a bomb (small header, huge payload) without inflating the rest.
+        if stream.read(1):
+            raise _idx_size_mismatch(path, dims, expected, "more (data after the payload)")
+    return _native(raw, dtype, dims, "C")
 
 
 def read_idx_images(
@@ -104,12 +229,13 @@ def read_idx_images(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read an IDX image file ``[N, H, W]`` and optional IDX label file ``[N]``.
 
-    Returns images ``uint8 [N, 1, H, W]`` and labels ``int64 [N]`` (or ``None``).
+    Returns images ``uint8 [N, 1, H, W]`` and labels ``int64 [N]`` (or ``None``); labels must
+    be integers in ``0..MAX_CLASSES - 1``.
     """
     images = read_idx(images_path)
     if images.ndim != 3:
         raise DataFormatError(f"{images_path}: expected IDX images [N, H, W], got {images.shape}")
-    images = _as_uint8(images, images_path)[:, None, :, :]
+    images = _refuse_zero_extent(_as_uint8(images, images_path)[:, None, :, :], images_path)
     if labels_path is None:
         return images, None
     labels = read_idx(labels_path)
@@ -119,7 +245,7 @@ def read_idx_images(
         raise DataFormatError(
             f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path}"
         )
-    return images, labels.astype(np.int64)
+    return images, checked_labels(labels, labels_path)
 
 
 def _as_uint8(array: np.ndarray, source: object) -> np.ndarray:
@@ -199,7 +325,7 @@ def _unpickle_batch(stream: IO[bytes], source: str) -> tuple[np.ndarray, np.ndar
     except DataFormatError as exc:
         raise DataFormatError(f"{source}: {exc}") from exc
     except Exception as exc:  # any unpickling failure means a corrupt file
-        raise DataFormatError(f"{source}: not a CIFAR-10 batch pickle ({exc})") from exc
+        raise DataFormatError(f"{source}: not a CIFAR-10 batch pickle ({_reason(exc)})") from exc
     if not isinstance(batch, dict):
         raise DataFormatError(f"{source}: expected a dict, got {type(batch).__name__}")
     # Keys are bytes in the original (Python 2) batches, str if re-pickled under Python 3.
@@ -210,11 +336,12 @@ def _unpickle_batch(stream: IO[bytes], source: str) -> tuple[np.ndarray, np.ndar
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != _CIFAR_ROW_BYTES:
         shape = getattr(data, "shape", type(data).__name__)
         raise DataFormatError(f"{source}: 'data' must be [n, {_CIFAR_ROW_BYTES}], got {shape}")
-    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+    if labels.shape != (len(data),):
         raise DataFormatError(f"{source}: 'labels' must be {len(data)} integers")
+    labels = checked_labels(labels, source)
     # Each row is the R plane, then G, then B, each 32x32 in raster order: exactly CHW.
     images = _as_uint8(data, source).reshape(-1, 3, 32, 32)
-    return np.ascontiguousarray(images), labels.astype(np.int64)
+    return np.ascontiguousarray(images), labels
 
 
 @contextmanager
@@ -244,17 +371,40 @@ def _cifar_member_opener(path: Path) -> Iterator[Callable[[str], IO[bytes]]]:
         # Not a `with`: only the open itself is guarded; the archive is closed just below.
         archive = tarfile.open(path, "r:*")  # noqa: SIM115
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataFormatError(f"{path}: not a readable tar archive ({exc})") from exc
+        raise DataFormatError(f"{path}: not a readable tar archive ({_reason(exc)})") from exc
     with archive:
-        # Index members by base name so any top-level folder name inside the archive works.
-        members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+        with _stream_errors(path):
+            # Index by base name so any top-level folder name inside the archive works.
+            members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+            # Listing stops at the end-of-archive block; reading on to the end of the stream
+            # makes gzip check its CRC, so a flipped bit that still inflates cannot give
+            # wrong pixels silently.
+            while archive.fileobj.read(_CHUNK_BYTES):
+                pass
 
         def open_member(name: str) -> IO[bytes]:
             if name not in members:
                 raise DataFormatError(f"{path}: archive has no member {name}")
+            # A member's size comes from its tar header; the caller reads it whole.
+            check_allocation(members[name].size, f"{path}: member {name}")
             return archive.extractfile(members[name])
 
         yield open_member
+
+
+def _read_cifar_batch(
+    open_member: Callable[[str], IO[bytes]], name: str, path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch ``name`` of the archive or folder ``path``: (images ``uint8 [n, 3, 32, 32]``,
+    labels ``int64 [n]``)."""
+    try:
+        stream = open_member(name)
+    except FileNotFoundError as exc:
+        raise DataFormatError(f"{path}: CIFAR-10 batch {name} is missing") from exc
+    with stream, _stream_errors(path):
+        # Read fully first: tar streams are slow to unpickle from byte by byte.
+        payload = stream.read()
+    return _unpickle_batch(io.BytesIO(payload), f"{path}:{name}")
 
 
 def read_cifar10(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -269,16 +419,8 @@ def read_cifar10(path: str | Path, split: str = "train") -> tuple[np.ndarray, np
             f"unknown CIFAR-10 split {split!r}; use one of {list(CIFAR10_SPLIT_FILES)}"
         )
     path = Path(path)
-    parts = []
     with _cifar_member_opener(path) as open_member:
-        for name in CIFAR10_SPLIT_FILES[split]:
-            try:
-                stream = open_member(name)
-            except FileNotFoundError as exc:
-                raise DataFormatError(f"{path}: CIFAR-10 batch {name} is missing") from exc
-            with stream:
-                # Read fully first: tar streams are slow to unpickle from byte by byte.
-                parts.append(_unpickle_batch(io.BytesIO(stream.read()), f"{path}:{name}"))
+        parts = [_read_cifar_batch(open_member, name, path) for name in CIFAR10_SPLIT_FILES[split]]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return images, labels
@@ -295,18 +437,107 @@ def _to_nchw(images: np.ndarray, source: object) -> np.ndarray:
     Layout rule: 3-D arrays are ``[N, H, W]`` (grey). 4-D arrays are channels-last
     ``[N, H, W, C]`` when the last dimension is 1 or 3 (preferred when both readings are
     possible, as for ``[N, 3, 32, 3]``), else channels-first ``[N, C, H, W]`` when the second
-    dimension is 1 or 3; anything else is refused.
+    dimension is 1 or 3; anything else is refused, as are images with no rows or columns.
     """
     if images.ndim == 3:
-        return images[:, None, :, :]
-    if images.ndim == 4 and images.shape[-1] in (1, 3):
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    if images.ndim == 4 and images.shape[1] in (1, 3):
-        return np.ascontiguousarray(images)
-    raise DataFormatError(
-        f"{source}: images must be [N,H,W], [N,H,W,C] or [N,C,H,W] with C in (1, 3), "
-        f"got shape {images.shape}"
-    )
+        nchw = images[:, None, :, :]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3):
+        nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    elif images.ndim == 4 and images.shape[1] in (1, 3):
+        nchw = np.ascontiguousarray(images)
+    else:
+        raise DataFormatError(
+            f"{source}: images must be [N,H,W], [N,H,W,C] or [N,C,H,W] with C in (1, 3), "
+            f"got shape {images.shape}"
+        )
+    return _refuse_zero_extent(nchw, source)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+# Errors zipfile and numpy raise for a damaged archive or member: not a zip, bad CRC, a
+# corrupt deflate stream, an unsupported compression method or encryption, a bad header.
+_NPZ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+@contextmanager
+def _npz_errors(source: object, what: str) -> Iterator[None]:
+    """Re-raise a damaged archive's errors as ``DataFormatError("{source}: {what} (...)")``."""
+    try:
+        yield
+    except (DataFormatError, FileNotFoundError):
+        raise
+    except _NPZ_ERRORS as exc:
+        raise DataFormatError(f"{source}: {what} ({_reason(exc)})") from exc
+
+
+def _read_npy_header(member: IO[bytes], source: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from a ``.npy`` header, leaving ``member`` after it."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(member)
+    raise DataFormatError(f"{source}: unsupported .npy format version {version}")
+
+
+def _check_npy_size(shape: tuple[int, ...], dtype: np.dtype, stored: int, source: str) -> int:
+    """The payload size the header declares, after refusing one that the member does not
+    hold or that cannot fit in memory (the header is just a few bytes anyone can edit)."""
+    if dtype.hasobject:
+        raise DataFormatError(f"{source}: object arrays need pickle to load, which is refused")
+    if dtype.itemsize == 0:
+        raise DataFormatError(f"{source}: elements of dtype {dtype} hold no data")
+    count = math.prod(shape)
+    declared = count * dtype.itemsize
+    if declared != stored:
+        raise DataFormatError(
+            f"{source}: truncated or corrupt, the header declares {shape} {dtype} "
+            f"({declared} bytes) but the member stores {stored} bytes"
+        )
+    # Room too for the uint8 copies read_npz may make (dtype conversion, [N, C, H, W] layout).
+    check_allocation(declared + 2 * count, f"{source} (shape {shape}, dtype {dtype})")
+    return declared
+
+
+def _read_npz_member(archive: zipfile.ZipFile, member_name: str, source: str) -> np.ndarray:
+    """One ``.npy`` member of an open npz, its header checked before its data is allocated."""
+    with _npz_errors(source, "not a readable .npy member"), archive.open(member_name) as member:
+        shape, fortran_order, dtype = _read_npy_header(member, source)
+        stored = archive.getinfo(member_name).file_size - member.tell()
+        nbytes = _check_npy_size(shape, dtype, stored, source)
+        raw = np.empty(nbytes, dtype=np.uint8)
+        if _read_into(member, raw) < nbytes:
+            raise DataFormatError(f"{source}: truncated, fewer than {nbytes} bytes of data")
+        member.read(1)  # reaching the end makes zipfile verify the member's CRC
+    return _native(raw, dtype, shape, "F" if fortran_order else "C")
+
+
+def _read_npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays named ``keys`` that the npz at ``path`` holds, and the names of all it holds.
+
+    The zip is read directly rather than through ``np.load`` so that each member's header can
+    be checked before its data is read.
+    """
+    with _npz_errors(path, "not a readable npz archive"):
+        with open(path, "rb") as probe:
+            if probe.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                raise DataFormatError(f"{path}: a single .npy array, not an npz archive")
+        with zipfile.ZipFile(path) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            arrays = {
+                key: _read_npz_member(archive, members[key], f"{path}:{key}")
+                for key in keys
+                if key in members
+            }
+    return arrays, list(members)
 
 
 def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray | None]:
@@ -314,43 +545,56 @@ def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.nda
 
     Images may be ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` (see ``_to_nchw`` for the
     rule) and must be uint8 or integers in 0..255. Returns images ``uint8 [N, C, H, W]`` and
-    labels ``int64 [N]`` or ``None``. Pickled object arrays are never loaded.
+    labels ``int64 [N]`` (integers in ``0..MAX_CLASSES - 1``) or ``None``. Each member's header
+    is checked against the bytes it stores and the memory available before it is loaded, and
+    pickled object arrays are never loaded.
     """
     path = Path(path)
     x_key, y_key = f"x_{split}", f"y_{split}"
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not hasattr(archive, "files"):  # a bare .npy holds one array, not named splits
-            raise DataFormatError(f"{path}: a single .npy array, not an npz archive")
-        with archive:
-            keys = list(archive.files)
-            images = archive[x_key] if x_key in keys else None
-            labels = archive[y_key] if y_key in keys else None
-    except (DataFormatError, FileNotFoundError):
-        raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        # ValueError also covers object arrays, which would need pickle to load.
-        raise DataFormatError(f"{path}: not a readable npz archive ({exc})") from exc
-    if images is None:
+    arrays, keys = _read_npz_arrays(path, (x_key, y_key))
+    if x_key not in arrays:
         raise DataFormatError(f"{path}: no array {x_key!r}; arrays present: {keys}")
-    images = _to_nchw(_as_uint8(images, f"{path}:{x_key}"), f"{path}:{x_key}")
+    images = _to_nchw(_as_uint8(arrays[x_key], f"{path}:{x_key}"), f"{path}:{x_key}")
+    labels = arrays.get(y_key)
     if labels is None:
         return images, None
     labels = labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+    if labels.shape != (len(images),):
         raise DataFormatError(
             f"{path}:{y_key}: expected {len(images)} integer labels, "
             f"got dtype {labels.dtype} shape {labels.shape}"
         )
-    return images, labels.astype(np.int64)
+    return images, checked_labels(labels, f"{path}:{y_key}")
+
+
+def read_npz_class_names(path: str | Path) -> list[str] | None:
+    """The ``class_names`` string array ``[K]`` stored in an npz, or ``None`` if absent."""
+    path = Path(path)
+    names = _read_npz_arrays(path, ("class_names",))[0].get("class_names")
+    if names is None or names.dtype.kind not in "US" or names.ndim != 1:
+        return None
+    return [str(n) for n in names]
 
 
 # --------------------------------------------------------------------------------------------
-# Folders of image files
+# Image files and folders of them
 # --------------------------------------------------------------------------------------------
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "F"})
+# What Pillow's decoders raise on malformed files besides OSError: several plugins parse
+# headers with struct/indexing and let those errors escape.
+_PILLOW_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    KeyError,
+    TypeError,
+)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -358,39 +602,85 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _pixels(image: Image.Image) -> np.ndarray:
+    """A loaded Pillow image as ``uint8 [H, W]`` (grey) or ``[H, W, 3]`` (colour)."""
+    if image.mode.startswith("I"):
+        # 16-bit (or 32-bit) grey, e.g. 16-bit PNG: keep the high byte, which is the exact
+        # 8-bit value for files that were widened from 8 bits (v * 257). (Pillow already
+        # reads 16-bit RGB(A) PNGs as 8-bit RGB(A) holding the high bytes.)
+        wide = np.asarray(image).astype(np.int64)
+        return np.clip(wide >> 8, 0, 255).astype(np.uint8)
+    if image.mode in _GREY_MODES:
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))  # palette, RGBA (alpha dropped), CMYK, ...
+
+
 def _decode_image(path: Path) -> np.ndarray:
     """Decode one file to ``uint8 [H, W]`` (grey) or ``[H, W, 3]`` (colour)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode.startswith("I"):
-                # 16-bit (or 32-bit) grey, e.g. 16-bit PNG: keep the high byte, which is the
-                # exact 8-bit value for files that were widened from 8 bits (v * 257).
-                wide = np.asarray(image).astype(np.int64)
-                return np.clip(wide >> 8, 0, 255).astype(np.uint8)
-            if mode in _GREY_MODES:
-                return np.asarray(image.convert("L"))
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFormatError(f"{path}: cannot decode image ({exc})") from exc
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                bands = len(image.getbands())
+                check_allocation(image.width * image.height * bands, f"{path}: decoding it")
+                image.load()
+                return _pixels(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataFormatError(
+            f"{path}: refused as a possible decompression bomb ({_reason(exc)})"
+        ) from exc
+    except DataFormatError:
+        raise
+    except _PILLOW_ERRORS as exc:
+        raise DataFormatError(f"{path}: cannot decode image ({_reason(exc)})") from exc
+
+
+def _with_channels(pixels: np.ndarray, channels: int | None) -> np.ndarray:
+    """``uint8 [H, W]`` or ``[H, W, 3]`` pixels as ``[C, H, W]`` with ``C = channels``
+    (``None``: 1 for grey, 3 for colour)."""
+    if pixels.ndim == 2:
+        grey = pixels[None]
+        return np.repeat(grey, 3, axis=0) if channels == 3 else grey
+    if channels == 1:
+        # Pillow's "L" conversion (ITU-R 601-2 luma), the same formula as everywhere else.
+        return np.asarray(Image.fromarray(pixels).convert("L"))[None]
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def read_image_file(path: str | Path, channels: int | None = None) -> np.ndarray:
+    """Decode one picture file (PNG, JPEG, BMP, WebP, GIF, TIFF, ...) to ``uint8 [C, H, W]``.
+
+    ``channels=None`` keeps the file's own: 1 for grey (also 16/32-bit grey, reduced to its
+    high byte, and grey+alpha), 3 for colour (palette and RGBA too, alpha dropped).
+    ``channels=1`` turns colour into grey with Pillow's "L" formula; ``channels=3`` repeats
+    grey. Decompression bombs and files Pillow cannot read raise ``DataFormatError``.
+    """
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
+        raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    return np.array(_with_channels(_decode_image(path), channels))  # owned and writable
 
 
 def _stack_images(paths: list[Path]) -> np.ndarray:
     """Decode and stack files into ``uint8 [N, C, H, W]``; all must share one size."""
-    decoded = [_decode_image(p) for p in paths]
-    height, width = decoded[0].shape[:2]
+    decoded = [read_image_file(p) for p in paths]
+    height, width = decoded[0].shape[1:]
     for path, array in zip(paths, decoded, strict=True):
-        if array.shape[:2] != (height, width):
+        if array.shape[1:] != (height, width):
             raise DataFormatError(
-                f"{path}: image is {array.shape[1]}x{array.shape[0]} (WxH) but the first image "
+                f"{path}: image is {array.shape[2]}x{array.shape[1]} (WxH) but the first image "
                 f"{paths[0].name} is {width}x{height}; resize the folder to one size first"
             )
-    if all(a.ndim == 2 for a in decoded):
-        return np.stack(decoded)[:, None, :, :]
     # A mixed folder: promote grey images to RGB by repeating the single channel.
-    rgb = [np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in decoded]
-    return np.stack(rgb).transpose(0, 3, 1, 2).copy()
+    channels = max(a.shape[0] for a in decoded)
+    check_allocation(
+        len(decoded) * channels * height * width,
+        f"{paths[0].parent}: {len(decoded)} images of {channels}x{height}x{width}",
+    )
+    return np.stack([a if len(a) == channels else np.repeat(a, channels, axis=0) for a in decoded])
 
 
 def read_image_folder(
@@ -400,8 +690,9 @@ def read_image_folder(
 
     If the folder has subfolders holding images, each subfolder is a class: labels are the
     indices of the sorted subfolder names, which are returned as ``class_names``. Otherwise
-    the images directly inside are read unlabelled. Grey images give ``C = 1``, colour images
-    ``C = 3`` (alpha dropped); a folder mixing both is read as RGB.
+    the images directly inside are read unlabelled. Each file is decoded by
+    ``read_image_file``: grey images give ``C = 1``, colour images ``C = 3`` (alpha dropped);
+    a folder mixing both is read as RGB.
 
     Returns images ``uint8 [N, C, H, W]``, labels ``int64 [N]`` or ``None``, class names or
     ``None``.
@@ -421,6 +712,10 @@ def read_image_folder(
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
             raise DataFormatError(f"{path}: no image files ({suffixes}) found")
         return _stack_images(loose), None, None
+    if len(class_dirs) > MAX_CLASSES:
+        raise DataFormatError(
+            f"{path}: {len(class_dirs)} class subfolders, more than {MAX_CLASSES}"
+        )
     files, labels = [], []
     for label, class_dir in enumerate(class_dirs):
         class_files = _image_files(class_dir)
@@ -434,21 +729,41 @@ def read_image_folder(
 # --------------------------------------------------------------------------------------------
 
 
+def _is_count(value: object) -> bool:
+    """Whether ``value`` is a Python or numpy integer (``bool`` is not a size)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _output_size(size: object) -> tuple[int, int]:
+    """``size`` (an integer or a pair ``(H, W)`` of them, each >= 1) as ``(H, W)``."""
+    pair = (size, size) if _is_count(size) else size
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(map(_is_count, pair))):
+        raise ValueError(f"size must be an integer or a pair (height, width), got {size!r}")
+    if min(pair) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+_RESIZE_WORKING_PLANES = 3
+
+
 def resize_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Resize ``uint8 [N, C, H, W]`` images to ``[N, C, size, size]`` (or ``size = (H, W)``).
 
     Uses Pillow's BOX filter when shrinking (an exact average of source pixels, so no
     aliasing) and BILINEAR when enlarging. Each channel is resized on its own as a grey
-    image, which is exact for any ``C``.
+    image, which is exact for any ``C``. A ``size`` whose output cannot fit in memory is
+    refused with ``DataFormatError`` before anything is allocated.
     """
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 [N, C, H, W] images, got {images.dtype} {images.shape}")
-    out_h, out_w = (size, size) if isinstance(size, int) else size
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+    out_h, out_w = _output_size(size)
     n, c, h, w = images.shape
     if (out_h, out_w) == (h, w):
         return images.copy()
+    # The output, plus the planes Pillow and numpy hold while one plane is being resized.
+    nbytes = (n * c + _RESIZE_WORKING_PLANES) * out_h * out_w
+    check_allocation(nbytes, f"resizing {n} images to size {out_h}x{out_w}")
     shrinking = out_h <= h and out_w <= w
     resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
     out = np.empty((n, c, out_h, out_w), dtype=np.uint8)
