@@ -124,7 +124,7 @@ CLI_CASES = [
     (
         "levels 1",
         lambda t, r: ["train", "--out", str(t / "n"), "--levels", "1", "--quiet"],
-        "levels must be in 2..256",
+        "--levels: the value must be in 2..256",
     ),
     (
         "bad hyperparameter",
@@ -258,7 +258,7 @@ API_CASES = [
         "condition",
     ),
     ("no condition for a conditional model", lambda t: classes3().sample(1), "condition"),
-    ("sample zero", lambda t: model4().sample(0), "positive"),
+    ("sample zero", lambda t: model4().sample(0), "at least 1"),
     (
         "not a raster prefix",
         lambda t: model4().complete(images(), torch.eye(4, dtype=torch.bool)),

@@ -138,16 +138,32 @@ def vector_model():
     return pixelcnn.create("gated", (1, 6, 6), levels=4, preset="tiny", vector_dim=2)
 
 
+POISON = 1234.5  # a condition value that marks an image whose batch gives a NaN loss
+
+
 def noisy_data(count=64, poisoned=()):
-    """Random 6x6 images with vector conditions; the ``poisoned`` images' vectors are NaN,
-    so any batch holding one has a NaN loss."""
+    """Random 6x6 images with vector conditions; the ``poisoned`` images' vectors hold
+    POISON, so that under :func:`poison_batches` any batch holding one has a NaN loss (a
+    NaN condition itself is refused before training)."""
     generator = torch.Generator().manual_seed(1)
     images = pixelcnn.Quantizer(4).snap(
         torch.randint(0, 256, (count, 1, 6, 6), generator=generator, dtype=torch.uint8)
     )
     vectors = torch.randn(count, 2, generator=generator)
-    vectors[list(poisoned)] = math.nan
+    vectors[list(poisoned)] = POISON
     return images, vectors
+
+
+@pytest.fixture
+def poison_batches(monkeypatch):
+    """The training loss is NaN for every batch that holds a POISON condition."""
+    real_loss = loop.mean_bits_per_dim
+
+    def poisoned_loss(model, levels, condition=None, forward=None):
+        value = real_loss(model, levels, condition, forward)
+        return value * math.nan if bool((condition["vector"] == POISON).any()) else value
+
+    monkeypatch.setattr(loop, "mean_bits_per_dim", poisoned_loss)
 
 
 def options(**kwargs):
@@ -155,7 +171,7 @@ def options(**kwargs):
     return TrainOptions(**{**defaults, **kwargs})
 
 
-def test_a_nan_batch_is_skipped_and_training_goes_on(tmp_path):
+def test_a_nan_batch_is_skipped_and_training_goes_on(tmp_path, poison_batches):
     images, vectors = noisy_data(poisoned=[5])  # one image: one batch per epoch (8 batches)
     model = vector_model()
     result = train(model, images, None, options(), tmp_path, train_condition=vectors)
@@ -167,7 +183,7 @@ def test_a_nan_batch_is_skipped_and_training_goes_on(tmp_path):
     assert not any(r.get("event") == "restored" for r in records)
 
 
-def test_a_skipped_step_leaves_the_weights_untouched(tmp_path):
+def test_a_skipped_step_leaves_the_weights_untouched(tmp_path, poison_batches):
     first_batch = batch_indices(0, 64, 8, seed=0)
     images, vectors = noisy_data(poisoned=[int(first_batch[3])])
     model = vector_model()
@@ -206,9 +222,9 @@ def test_non_finite_steps_in_a_row_restore_the_last_good_weights_with_a_lower_ra
     assert final.scheduler["base_lrs"] == [pytest.approx(5e-4)]
 
 
-def test_training_that_stays_non_finite_stops_with_a_clear_error(tmp_path):
+def test_training_that_stays_non_finite_stops_with_a_clear_error(tmp_path, poison_batches):
     images, vectors = noisy_data()
-    vectors[:] = math.nan  # every batch
+    vectors[:] = POISON  # every batch
     with pytest.raises(FloatingPointError, match="non-finite.*check the data"):
         train(
             vector_model(),

@@ -192,7 +192,7 @@ def test_cli_errors_are_one_line_value_errors(tmp_path):
     with pytest.raises(ValueError, match="give --run or --model"):
         receptive_field_command.run(parse(["--row", "1", *out]))
     with pytest.raises(ValueError, match="layers must be an int from 1 to 16"):
-        receptive_field_command.run(parse(["--layers", "0", *out]))
+        receptive_field_command.run(parse(["--layers", "17", *out]))
     with pytest.raises(FileNotFoundError):
         receptive_field_command.run(parse(["--run", str(tmp_path / "missing"), *out]))
     assert not (tmp_path / "x").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from pixelcnn.files import atomic_write
 
@@ -44,13 +45,42 @@ def save_image_grid(
     path: str | os.PathLike,
     columns: int | None = None,
     scale: int | None = None,
+    kind: str = "images",
 ) -> Path:
-    """Write ``image_grid(images)`` to ``path`` as PNG; small images are enlarged."""
+    """Write ``image_grid(images)`` to ``path`` as PNG, tagged as a pixelcnn picture of
+    ``kind`` (see :func:`png_kind`); small images are enlarged."""
     array = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if scale is None:
         scale = max(1, 128 // max(array.shape[-2:])) if array.ndim == 4 else 1
     path = Path(path)
     picture = image_grid(array, columns=columns, scale=scale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda temp: picture.save(temp, format="PNG"))  # never half a PNG
+    save_png(picture, path, kind)
     return path
+
+
+# The PNG text key that marks a picture this library wrote, with its kind as the value.
+PNG_KIND_KEY = "pixelcnn"
+
+
+def png_tag(kind: str) -> PngInfo:
+    """PNG metadata saying "written by pixelcnn, a picture of ``kind``"."""
+    info = PngInfo()
+    info.add_text(PNG_KIND_KEY, kind)
+    return info
+
+
+def save_png(picture: Image.Image, path: str | os.PathLike, kind: str) -> None:
+    """Write ``picture`` atomically (never half a PNG), tagged with its ``kind``."""
+    atomic_write(Path(path), lambda temp: picture.save(temp, format="PNG", pnginfo=png_tag(kind)))
+
+
+def png_kind(path: str | os.PathLike) -> str | None:
+    """The kind of pixelcnn picture at ``path`` ("samples", ...), or None for any other
+    file: an unreadable one, a user's picture, a PNG from another program."""
+    try:
+        with Image.open(path) as picture:
+            text = getattr(picture, "text", {}) if picture.format == "PNG" else {}
+            return text.get(PNG_KIND_KEY)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None

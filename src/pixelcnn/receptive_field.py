@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from pixelcnn.nn import MaskedConv2d
+from pixelcnn.pictures import save_png
 
 Position = tuple[int, int]
 
@@ -431,14 +432,20 @@ def classic_figures(size: int = 7, layers: int = 4) -> dict[str, Image.Image]:
         blind = _blind_spot_panels(size, layers)
     # Cells shrink for large images so a row of panels stays about 1300 pixels wide.
     scale = max(12, min(40, 320 // size))
-    titles = {
-        "growth": "Mask A, then mask B: the field grows up-left; a blind spot up-right",
-        "all_a": "Only mask A: every layer hides its own pixel, so pixels are lost",
-        "all_b": "Only mask B: the target pixel sees itself (a leak)",
-        "blind_spot": "PixelCNN's blind spot vs Gated PixelCNN's full field",
-    }
     panels = {"growth": growth, "all_a": all_a, "all_b": all_b, "blind_spot": blind}
-    return {name: render_panels(panels[name], title=titles[name], scale=scale) for name in titles}
+    return {
+        name: render_panels(panels[name], title=title, scale=scale)
+        for name, title in CLASSIC_FIGURES.items()
+    }
+
+
+# The classic figures, by file name, with their titles.
+CLASSIC_FIGURES = {
+    "growth": "Mask A, then mask B: the field grows up-left; a blind spot up-right",
+    "all_a": "Only mask A: every layer hides its own pixel, so pixels are lost",
+    "all_b": "Only mask B: the target pixel sees itself (a leak)",
+    "blind_spot": "PixelCNN's blind spot vs Gated PixelCNN's full field",
+}
 
 
 def _model_panel(model: Any, position: Position | None) -> tuple[str, torch.Tensor, Position]:
@@ -458,6 +465,16 @@ def _model_panel(model: Any, position: Position | None) -> tuple[str, torch.Tens
     return caption, field, position
 
 
+FIGURE_KIND = "receptive-field"  # the PNG tag of these pictures (pictures.png_kind)
+MODEL_FIGURE = "model_receptive_field"
+
+
+def figure_paths(out_dir: str | os.PathLike, with_model: bool) -> list[Path]:
+    """The files :func:`write_figures` writes into ``out_dir``."""
+    names = [*CLASSIC_FIGURES, MODEL_FIGURE] if with_model else list(CLASSIC_FIGURES)
+    return [Path(out_dir) / f"{name}.png" for name in names]
+
+
 def write_figures(
     out_dir: str | os.PathLike,
     size: int = 7,
@@ -467,7 +484,7 @@ def write_figures(
 ) -> list[Path]:
     """Write the classic figures as ``<name>.png`` into ``out_dir`` and, given a
     DensityModel, ``model_receptive_field.png`` for its output at ``position`` (default:
-    the centre). -> the paths written."""
+    the centre). -> the paths written (those of :func:`figure_paths`)."""
     check_figure_size(size, layers)
     out_dir = Path(out_dir)
     if model is not None:  # fail on a bad position before any file is written
@@ -475,18 +492,16 @@ def write_figures(
     elif position is not None:
         raise ValueError("a position needs a model")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, picture in classic_figures(size, layers).items():
-        paths.append(out_dir / f"{name}.png")
-        picture.save(paths[-1], format="PNG")
+    paths = figure_paths(out_dir, model is not None)
+    for path, picture in zip(paths, classic_figures(size, layers).values(), strict=False):
+        save_png(picture, path, FIGURE_KIND)
     if model is not None:
         height, width = model.image_shape[1:]
         # Cells shrink for large images so the picture stays under about 700 pixels.
         scale = max(8, min(40, 700 // max(height, width)))
         title = "Receptive field measured by gradients"
         picture = render_panels([panel], title=title, scale=scale)
-        paths.append(out_dir / "model_receptive_field.png")
-        picture.save(paths[-1], format="PNG")
+        save_png(picture, paths[-1], FIGURE_KIND)
     return paths
 
 

@@ -8,22 +8,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 import pixelcnn
-from pixelcnn.data import load_dataset
+from pixelcnn.cli.main import check_stored_arguments
+from pixelcnn.cli.outputs import check_output
+from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.evaluate import evaluate
-from pixelcnn.files import check_writable
+from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.distributed import World, join_from_environment, leave
 from pixelcnn.train.precision import check_precision
 from pixelcnn.train.run_dir import (
+    ARGS_FILE,
     COMPLETIONS_FILE,
+    COMPLETIONS_KIND,
+    RUN_FILES,
     SAMPLES_FILE,
+    SAMPLES_KIND,
+    RunLock,
     check_new_run,
     prepare_new_run,
     read_run_args,
@@ -85,30 +90,62 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+def stored_run_args(run_dir: Path) -> dict[str, Any]:
+    """A run's train_args.json, every value checked as if typed on the command line."""
+    stored = read_run_args(run_dir)
+    check_stored_arguments(stored, (*RUN_ARGUMENTS, "steps"), str(run_dir / ARGS_FILE))
+    return stored
+
+
+def adopt_stored_arguments(args: argparse.Namespace, stored: dict[str, Any]) -> None:
+    """Continue with the run's own options. One the user typed that differs is refused,
+    not silently ignored; ``--steps`` may only grow."""
+    given = getattr(args, "given", set())
+    differ = [
+        f"--{name.replace('_', '-')} {getattr(args, name)!r} (the run has {stored[name]!r})"
+        for name in RUN_ARGUMENTS
+        if name in stored and name in given and getattr(args, name) != stored[name]
+    ]
+    if differ:
+        raise ValueError(
+            f"a resumed run keeps its options, and these differ: {'; '.join(differ)}; "
+            "start a new run (another --out, or --force) to change them"
+        )
+    for name in RUN_ARGUMENTS:
+        if name in stored:
+            setattr(args, name, stored[name])
+    steps = stored.get("steps", 0)
+    if "steps" in given and args.steps < steps:
+        raise ValueError(
+            f"--steps {args.steps} is below the run's {steps}: a resumed run only grows"
+        )
+    args.steps = max(args.steps or 0, steps)
+
+
 def run_train(args: argparse.Namespace) -> None:
     world = join_from_environment()  # one process, or one of torchrun's
+    lock = RunLock()  # held by the main process from the first look at the directory
     try:
-        _train_in(world, args)
+        _train_in(world, args, lock)
         # the others wait for the main process's samples and evaluation, so that no
         # process tears the group down while another still holds it (gloo aborts then)
         world.barrier()
     finally:
+        lock.release()
         leave(world)
 
 
-def _train_in(world: World, args: argparse.Namespace) -> None:
+def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     run_dir = Path(args.out)
     say = print if world.is_main else _silent
     check_precision(args.precision, world.device())
+    if world.is_main and run_dir.is_dir():
+        lock.acquire(run_dir)  # a second training of this directory stops here
     if args.resume:
-        stored = read_run_args(run_dir)
-        for name in RUN_ARGUMENTS:
-            if name in stored:
-                setattr(args, name, stored[name])
-        args.steps = max(args.steps or 0, stored.get("steps", 0))
+        adopt_stored_arguments(args, stored_run_args(run_dir))
     else:
         check_new_run(run_dir, force=args.force)
-        check_writable(run_dir / "train_args.json")  # before any data is loaded
+        check_writable(run_dir / ARGS_FILE)  # before any data is loaded
     if args.steps is None:
         args.steps = TrainOptions().steps
     recipe = {**TrainOptions().__dict__, **TRAINING_DEFAULTS.get(args.model, {})}
@@ -127,6 +164,11 @@ def _train_in(world: World, args: argparse.Namespace) -> None:
     if args.conditional:
         if "num_classes" not in hyperparameter_names(args.model):
             raise ValueError(f"--conditional needs a model with conditioning, not {args.model}")
+        if len(test_labels) and int(test_labels.max()) >= classes:
+            raise ValueError(
+                f"{args.data}: test labels reach {int(test_labels.max())} but the training "
+                f"split has {classes} classes (0..{classes - 1})"
+            )
         hyperparameters["num_classes"] = classes
     torch.manual_seed(args.seed)
     model = pixelcnn.create(
@@ -139,6 +181,8 @@ def _train_in(world: World, args: argparse.Namespace) -> None:
     )
     model.to(world.device())
     train_images, test_images = model.quantize(train_images), model.quantize(test_images)
+    with torch.no_grad():  # a size or condition the network cannot take fails here, not later
+        model.log_prob(train_images[:1], None if train_labels is None else train_labels[:1])
     options = TrainOptions(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -158,8 +202,13 @@ def _train_in(world: World, args: argparse.Namespace) -> None:
     )
     options.check()
     world.check_batch(args.batch_size)
-    if not args.resume and world.is_main:
-        prepare_new_run(run_dir, force=args.force)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire(run_dir)
+        if args.resume:  # what a killed run left half written; train() clears its own
+            remove_stale_temporaries(run_dir, RUN_FILES)
+        else:
+            prepare_new_run(run_dir, force=args.force)  # checks again, now under the lock
     world.barrier()  # the run directory is ready before any process trains
     run_args = {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")}
     parameters = sum(p.numel() for p in model.parameters())
@@ -200,10 +249,12 @@ def _train_in(world: World, args: argparse.Namespace) -> None:
             per_class = max(1, args.samples // classes)
             labels = torch.arange(classes).repeat_interleave(per_class)
             images = model.sample(len(labels), labels, generator=generator, progress=not args.quiet)
-            path = save_image_grid(images, run_dir / SAMPLES_FILE, columns=per_class)
+            path = save_image_grid(
+                images, run_dir / SAMPLES_FILE, columns=per_class, kind=SAMPLES_KIND
+            )
         else:
             images = model.sample(args.samples, generator=generator, progress=not args.quiet)
-            path = save_image_grid(images, run_dir / SAMPLES_FILE)
+            path = save_image_grid(images, run_dir / SAMPLES_FILE, kind=SAMPLES_KIND)
         print(f"samples: {path}")
     result = evaluate(model, test_images, progress=not args.quiet, condition=test_labels)
     print(
@@ -245,8 +296,6 @@ def sample_condition(model, args: argparse.Namespace) -> tuple[Any, int, int | N
     given = "--class and --per-class need" if asked else None
     classes = check_class_options(model, given, also=" or --per-class N")
     if args.per_class is not None:
-        if args.per_class < 1:
-            raise ValueError(f"--per-class must be at least 1, got {args.per_class}")
         labels = torch.arange(classes).repeat_interleave(args.per_class)
         return labels, len(labels), args.per_class
     check_class_label(args.class_label, classes)
@@ -265,7 +314,7 @@ def run_sample(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
     condition, n, columns = sample_condition(model, args)
     out = Path(args.out) if args.out else Path(args.run) / SAMPLES_FILE
-    check_writable(out)  # before the work, not after
+    check_output(out, SAMPLES_KIND, args.overwrite)  # before the work, not after
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     images = model.sample(
         n,
@@ -275,30 +324,22 @@ def run_sample(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         method=args.method,
     )
-    print(f"samples: {save_image_grid(images, out, columns=columns)}")
+    print(f"samples: {save_image_grid(images, out, columns=columns, kind=SAMPLES_KIND)}")
 
 
 def read_image(path: str | Path, model) -> torch.Tensor:
     """The picture file at ``path`` as the model's representable values: uint8 [1, C, H, W].
 
-    Refuses (never resizes) a picture that is not the model's H x W."""
+    Decoded by the reader every command uses (16-bit files keep their high byte, as in an
+    image folder); a picture that is not the model's H x W is refused, never resized."""
     channels, height, width = model.image_shape
-    try:
-        with Image.open(path) as picture:
-            picture = picture.convert("L" if channels == 1 else "RGB")
-    except Image.DecompressionBombError as error:
-        raise ValueError(f"{path}: {error}") from None
-    except OSError as error:  # missing, unreadable, not a picture, truncated
-        if error.filename or str(path) in str(error):
-            raise
-        raise OSError(f"{path}: {error}") from None
-    if (picture.height, picture.width) != (height, width):
+    array = read_image_file(path, channels)  # [C, H, W]
+    if array.shape[1:] != (height, width):
         raise ValueError(
-            f"{path} is {picture.height}x{picture.width} pixels (HxW) but the model takes "
+            f"{path} is {array.shape[1]}x{array.shape[2]} pixels (HxW) but the model takes "
             f"{height}x{width} images; resize it first (complete does not resize)"
         )
-    array = np.array(picture, dtype=np.uint8).reshape(height, width, channels)
-    return model.quantize(torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0))
+    return model.quantize(torch.from_numpy(array).unsqueeze(0))
 
 
 def run_complete(args: argparse.Namespace) -> None:
@@ -308,14 +349,10 @@ def run_complete(args: argparse.Namespace) -> None:
     classes = check_class_options(model, "--class needs" if args.class_label is not None else None)
     check_class_label(args.class_label, classes)
     _, height, _ = model.image_shape
-    if not 0 <= args.rows <= height:
+    if args.rows > height:
         raise ValueError(f"--rows must be in 0..{height} (the image height), got {args.rows}")
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
-    if args.columns is not None and args.columns < 1:
-        raise ValueError(f"--columns must be at least 1, got {args.columns}")
     out = Path(args.out) if args.out else Path(args.run) / COMPLETIONS_FILE
-    check_writable(out)  # before the work, not after
+    check_output(out, COMPLETIONS_KIND, args.overwrite, inputs=[args.image])
     image = read_image(args.image, model)  # [1, C, H, W]
     known = torch.zeros(model.image_shape[1:], dtype=torch.bool)
     known[: args.rows] = True
@@ -332,7 +369,7 @@ def run_complete(args: argparse.Namespace) -> None:
     visible = image.masked_fill(~known, 0)  # the unknown rows black
     grid = torch.cat([image, visible, completions.cpu()])
     columns = args.columns or args.n + 2
-    print(f"completions: {save_image_grid(grid, out, columns=columns)}")
+    print(f"completions: {save_image_grid(grid, out, columns=columns, kind=COMPLETIONS_KIND)}")
 
 
 def run_eval(args: argparse.Namespace) -> None:
@@ -340,7 +377,7 @@ def run_eval(args: argparse.Namespace) -> None:
     stored: dict[str, Any] = {}
     if args.data is None or args.size is None:
         try:
-            stored = read_run_args(Path(args.run))
+            stored = stored_run_args(Path(args.run))
         except FileNotFoundError:
             stored = {}
     data = args.data or stored.get("data")

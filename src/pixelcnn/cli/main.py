@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from pixelcnn.cli import receptive_field_command
+from pixelcnn.cli.arguments import count, number, path
 from pixelcnn.model import SAMPLING_METHODS
 from pixelcnn.models import NETWORKS, PRESETS
 from pixelcnn.train.precision import PRECISIONS
 
 EXIT_USAGE = 2
+OVERWRITE_HELP = (
+    "replace an existing --out file that is not an earlier output of this command "
+    "(never the input, a run's own files, or anything but a regular file)"
+)
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -38,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--hp", action="append", default=[], metavar="KEY=VALUE", help="set a hyperparameter"
     )
-    train.add_argument("--levels", type=int, default=256, help="colour levels L (2..256)")
+    train.add_argument("--levels", type=count(2, 256), default=256, help="colour levels L (2..256)")
     train.add_argument(
         "--likelihood",
         default=None,
@@ -46,15 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="softmax over levels, or discretized logistic mixture (default: the model's)",
     )
     train.add_argument(
-        "--data", default="mnist5k", help="dataset name or path to an .npz file / image folder"
+        "--data",
+        type=path,
+        default="mnist5k",
+        help="dataset name or path to an .npz file / image folder",
     )
-    train.add_argument("--data-dir", default=None, help="where the dataset's files are")
-    train.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
-    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1500)")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    train.add_argument("--data-dir", type=path, default=None, help="where the dataset's files are")
+    train.add_argument("--size", type=count(1), default=None, help="resize images to SIZE x SIZE")
+    train.add_argument(
+        "--steps", type=count(1), default=None, help="optimizer steps (default 1500)"
+    )
+    train.add_argument("--batch-size", type=count(1), default=32)
+    train.add_argument("--lr", type=number(0), default=1e-3, help="Adam learning rate")
     train.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
-    train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    train.add_argument(
+        "--grad-clip", type=number(0), default=1.0, help="max gradient norm (0: off)"
+    )
     train.add_argument(
         "--no-tensorboard",
         dest="tensorboard",
@@ -69,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--ema",
-        type=float,
+        type=number(0, below=1),
         default=None,
         metavar="DECAY",
         help="average the weights (Polyak) for eval and sampling; default 0.999 for "
@@ -77,59 +90,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--data-init",
-        type=int,
+        type=count(0),
         default=None,
         metavar="N",
         help="initialise weight-normalized layers on N training images; default 256 for "
         "pixelcnnpp, 0 (off) for the others",
     )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--eval-every", type=int, default=500, help="steps between test evals")
-    train.add_argument("--eval-images", type=int, default=500, help="test images per eval (0: all)")
-    train.add_argument("--checkpoint-every", type=int, default=500)
-    train.add_argument("--keep-checkpoints", type=int, default=3)
-    train.add_argument("--samples", type=int, default=16, help="images to sample at the end")
-    train.add_argument("--out", default="runs/pixelcnn", help="run directory")
+    train.add_argument("--seed", type=count(0), default=0)
+    train.add_argument("--eval-every", type=count(0), default=500, help="steps between test evals")
+    train.add_argument(
+        "--eval-images", type=count(0), default=500, help="test images per eval (0: all)"
+    )
+    train.add_argument("--checkpoint-every", type=count(0), default=500)
+    train.add_argument("--keep-checkpoints", type=count(0), default=3)
+    train.add_argument("--samples", type=count(0), default=16, help="images to sample at the end")
+    train.add_argument("--out", type=path, default="runs/pixelcnn", help="run directory")
     again = train.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in --out")
     again.add_argument("--force", action="store_true", help="replace the run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sample = commands.add_parser("sample", help="write a PNG grid of samples from a run")
-    sample.add_argument("run", help="run directory (or saved model directory)")
-    sample.add_argument("--n", type=int, default=16, help="number of images")
+    sample.add_argument("run", type=path, help="run directory (or saved model directory)")
+    sample.add_argument("--n", type=count(1), default=16, help="number of images")
     sample.add_argument(
-        "--class", dest="class_label", type=int, default=None, help="class to sample"
+        "--class", dest="class_label", type=count(0), default=None, help="class to sample"
     )
     sample.add_argument(
-        "--per-class", type=int, default=None, metavar="N", help="a grid row of N per class"
+        "--per-class", type=count(1), default=None, metavar="N", help="a grid row of N per class"
     )
-    sample.add_argument("--temperature", type=float, default=1.0)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--columns", type=int, default=None)
+    sample.add_argument("--temperature", type=number(0), default=1.0)
+    sample.add_argument("--seed", type=count(0), default=0)
+    sample.add_argument("--columns", type=count(1), default=None)
     sample.add_argument(
         "--method", default="cached", choices=SAMPLING_METHODS, help="cached (fast) or naive"
     )
-    sample.add_argument("--out", default=None, help="PNG path (default RUN/samples.png)")
+    sample.add_argument("--out", type=path, default=None, help="PNG path (default RUN/samples.png)")
+    sample.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     sample.add_argument("--quiet", action="store_true")
 
     complete = commands.add_parser(
         "complete", help="write a PNG grid of completions of a picture's top rows"
     )
-    complete.add_argument("run", help="run directory (or saved model directory)")
+    complete.add_argument("run", type=path, help="run directory (or saved model directory)")
     complete.add_argument(
-        "--image", required=True, metavar="FILE", help="picture of the model's exact size"
+        "--image",
+        type=path,
+        required=True,
+        metavar="FILE",
+        help="picture of the model's exact size",
     )
     complete.add_argument(
-        "--rows", type=int, required=True, metavar="R", help="keep the top R rows, draw the rest"
+        "--rows",
+        type=count(0),
+        required=True,
+        metavar="R",
+        help="keep the top R rows, draw the rest",
     )
-    complete.add_argument("--n", type=int, default=8, help="number of completions")
-    complete.add_argument("--seed", type=int, default=0)
-    complete.add_argument("--temperature", type=float, default=1.0)
+    complete.add_argument("--n", type=count(1), default=8, help="number of completions")
+    complete.add_argument("--seed", type=count(0), default=0)
+    complete.add_argument("--temperature", type=number(0), default=1.0)
     complete.add_argument(
         "--class",
         dest="class_label",
-        type=int,
+        type=count(0),
         default=None,
         metavar="K",
         help="class to complete as (class-conditional models)",
@@ -138,24 +162,85 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", default="cached", choices=SAMPLING_METHODS, help="cached (fast) or naive"
     )
     complete.add_argument(
-        "--columns", type=int, default=None, metavar="C", help="grid columns (default N+2)"
+        "--columns", type=count(1), default=None, metavar="C", help="grid columns (default N+2)"
     )
-    complete.add_argument("--out", default=None, help="PNG path (default RUN/completions.png)")
+    complete.add_argument(
+        "--out", type=path, default=None, help="PNG path (default RUN/completions.png)"
+    )
+    complete.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     complete.add_argument("--quiet", action="store_true")
 
     evaluate = commands.add_parser("eval", help="exact bits/dim and nats/image on a dataset")
-    evaluate.add_argument("run", help="run directory (or saved model directory)")
-    evaluate.add_argument("--data", default=None, help="dataset (default: the run's)")
-    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("run", type=path, help="run directory (or saved model directory)")
+    evaluate.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
+    evaluate.add_argument("--data-dir", type=path, default=None)
     evaluate.add_argument("--split", default="test", choices=["train", "test"])
-    evaluate.add_argument("--size", type=int, default=None)
-    evaluate.add_argument("--limit", type=int, default=None, help="score the first N images")
-    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--size", type=count(1), default=None)
+    evaluate.add_argument("--limit", type=count(1), default=None, help="score the first N images")
+    evaluate.add_argument("--batch-size", type=count(1), default=256)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--quiet", action="store_true")
 
     receptive_field_command.add_parser(commands)
     return parser
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Every action of ``parser`` and of its sub-commands."""
+    found = []
+    for action in parser._actions:
+        found.append(action)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _actions(sub)
+    return found
+
+
+def explicit_options(argv: list[str] | None) -> set[str]:
+    """The destinations of the options the user typed (not defaults): a resumed run
+    refuses those that differ from what it keeps."""
+    parser = build_parser()
+    for action in _actions(parser):
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def check_stored_arguments(stored: dict[str, Any], names: tuple[str, ...], source: str) -> None:
+    """Check the ``names`` in ``stored`` (a run's train_args.json) as if the user had typed
+    them: the same types, ranges and choices, so a tampered file fails in one line."""
+    train = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["train"]
+    by_name = {action.dest: action for action in train._actions}
+    for name in names:
+        if name not in stored:
+            continue
+        action, value = by_name[name], stored[name]
+        problem = _stored_problem(action, value)
+        if problem:
+            raise ValueError(f"{source}: {name} is {value!r}, {problem}")
+
+
+def _stored_problem(action: argparse.Action, value: Any) -> str | None:
+    """Why ``value`` could not have come from ``action``, or None."""
+    if isinstance(action, argparse._StoreTrueAction):
+        return None if isinstance(value, bool) else "not true or false"
+    if isinstance(action, argparse._AppendAction):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "not a list of strings"
+    if value is None:
+        return None if action.default is None else "not set"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return "of the wrong kind"
+    try:
+        parsed = action.type(str(value)) if action.type else value
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        return str(error)
+    if type(parsed) is not type(value) and not isinstance(parsed, float):
+        return f"not a {type(parsed).__name__}"
+    if action.choices is not None and parsed not in action.choices:
+        return f"not one of {', '.join(map(str, action.choices))}"
+    return None
 
 
 def _one_line(error: BaseException) -> str:
@@ -166,7 +251,11 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        args.given = explicit_options(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed in one line
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     # Imported here so that `pixelcnn --help` stays fast.
     from pixelcnn.cli import commands
 
@@ -182,12 +271,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pixelcnn: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as error:
+    except Exception as error:  # every failure ends in one line and status 2
         if os.environ.get("PIXELCNN_DEBUG"):
             raise
-        print(f"pixelcnn: error: {_one_line(error)}", file=sys.stderr)
+        print(f"pixelcnn: error: {describe(error)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def describe(error: Exception) -> str:
+    """One line for any failure; one the library does not expect says so, and how to see
+    where it came from."""
+    if isinstance(error, MemoryError):
+        return "out of memory; try a smaller --batch-size, --size or model"
+    text = _one_line(error)
+    if isinstance(error, (ValueError, OSError, RuntimeError, ArithmeticError)):
+        return text
+    return f"unexpected {type(error).__name__}: {text} (PIXELCNN_DEBUG=1 shows the traceback)"
 
 
 if __name__ == "__main__":

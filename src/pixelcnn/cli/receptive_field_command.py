@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from pixelcnn.cli.arguments import count, path
 from pixelcnn.models import NETWORKS
 
 
@@ -21,18 +22,27 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--run", default=None, help="run directory (or saved model directory)")
+    source.add_argument(
+        "--run", type=path, default=None, help="run directory (or saved model directory)"
+    )
     source.add_argument(
         "--model",
         default=None,
         choices=sorted(NETWORKS),
         help="also draw a new default-configuration model of this kind on a --size image",
     )
-    parser.add_argument("--size", type=int, default=7, help="image size of the pictures")
-    parser.add_argument("--layers", type=int, default=4, help="depth of the classic stacks")
-    parser.add_argument("--row", type=int, default=None, help="output pixel row (default centre)")
-    parser.add_argument("--col", type=int, default=None, help="output pixel column")
-    parser.add_argument("--out", required=True, help="directory for the PNG files")
+    parser.add_argument("--size", type=count(1), default=7, help="image size of the pictures")
+    parser.add_argument("--layers", type=count(1), default=4, help="depth of the classic stacks")
+    parser.add_argument(
+        "--row", type=count(0), default=None, help="output pixel row (default centre)"
+    )
+    parser.add_argument("--col", type=count(0), default=None, help="output pixel column")
+    parser.add_argument("--out", type=path, required=True, help="directory for the PNG files")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files of the same names that pixelcnn did not write",
+    )
     return parser
 
 
@@ -61,11 +71,19 @@ def _load_model(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> None:
     """Write the pictures into --out and print their paths, one per line."""
-    from pixelcnn.receptive_field import check_figure_size, write_figures
+    from pixelcnn.cli.outputs import check_output
+    from pixelcnn.receptive_field import (
+        FIGURE_KIND,
+        check_figure_size,
+        figure_paths,
+        write_figures,
+    )
 
     check_figure_size(args.size, args.layers)  # before building or loading a model
     model = _load_model(args)
     position = _position(args, model)
+    for out in figure_paths(args.out, model is not None):  # before any is written
+        check_output(out, FIGURE_KIND, args.overwrite)
     paths = write_figures(args.out, args.size, args.layers, model=model, position=position)
-    for path in paths:
-        print(path)
+    for written in paths:
+        print(written)

@@ -3,6 +3,7 @@ the last good state with a lower learning rate."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -38,6 +39,12 @@ class LastGoodState:
         return self.optimizer.param_groups[0]["lr"]
 
 
+def weights_finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter of ``model`` is finite (one flag per tensor, one sync)."""
+    flags = [torch.isfinite(p.detach()).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
 def _to_cpu(state: Any) -> Any:
     if isinstance(state, torch.Tensor):
         return state.detach().to("cpu", copy=True)
@@ -49,9 +56,11 @@ def _to_cpu(state: Any) -> Any:
 
 
 class FaultGuard:
-    """Counts non-finite steps: after ``max_bad_steps`` in a row it restores the last good
-    state with the learning rate times ``backoff``; after ``max_restores`` restores with no
-    good step between them it gives up with a FloatingPointError."""
+    """Counts non-finite steps: after ``max_bad_steps`` in a row (or at once, when an
+    update left non-finite weights) it restores the last good state with the learning rate
+    times ``backoff``; after ``max_restores`` restores with no good step between them it
+    gives up with a FloatingPointError. So training never goes on, saves or finishes
+    with non-finite weights."""
 
     def __init__(
         self, last_good: LastGoodState, max_bad_steps: int, max_restores: int, backoff: float
@@ -68,11 +77,12 @@ class FaultGuard:
     def good_step(self) -> None:
         self.bad_in_a_row = self.restores_in_a_row = 0
 
-    def bad_step(self, step: int, scheduler) -> dict[str, Any] | None:
+    def bad_step(self, step: int, scheduler, broken: bool = False) -> dict[str, Any] | None:
         """Count a skipped step; when that restores the last good state, the event
-        (step, from_step, lr) to report."""
+        (step, from_step, lr) to report. ``broken``: the step's update left non-finite
+        weights, which no later step can mend, so the last good state comes back now."""
         self.bad_in_a_row += 1
-        if self.bad_in_a_row < self.max_bad_steps:
+        if self.bad_in_a_row < self.max_bad_steps and not broken:
             return None
         if self.restores_in_a_row >= self.max_restores:
             raise FloatingPointError(
@@ -81,6 +91,8 @@ class FaultGuard:
                 "did not help); check the data and lower --lr"
             )
         rate = self.last_good.restore(scheduler, self.backoff)
+        if not math.isfinite(rate) or rate <= 0:
+            raise FloatingPointError(f"the learning rate became {rate} at step {step}")
         self.restores_in_a_row += 1
         self.bad_in_a_row = 0
         return {"step": step, "event": "restored", "from_step": self.last_good.step, "lr": rate}

@@ -18,7 +18,14 @@ from tqdm.auto import tqdm
 from pixelcnn.conditions import select
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import remove_stale_temporaries
-from pixelcnn.model import DensityModel, ModelConfig, load_weights
+from pixelcnn.model import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    DensityModel,
+    ModelConfig,
+    check_finite,
+    load_weights,
+)
 from pixelcnn.nn.data_init import data_dependent_init
 from pixelcnn.train.checkpoint import (
     Checkpoint,
@@ -28,7 +35,7 @@ from pixelcnn.train.checkpoint import (
     save_checkpoint,
 )
 from pixelcnn.train.distributed import SINGLE, World
-from pixelcnn.train.guard import FaultGuard, LastGoodState
+from pixelcnn.train.guard import FaultGuard, LastGoodState, weights_finite
 from pixelcnn.train.metrics import (
     append_metrics,
     keep_metrics_up_to,
@@ -38,10 +45,13 @@ from pixelcnn.train.metrics import (
 from pixelcnn.train.precision import PRECISIONS, Autocast, check_precision
 from pixelcnn.train.stopping import StopRequests
 from pixelcnn.train.tensorboard import log_record, log_samples, open_writer
+from pixelcnn.values import as_float, as_int
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "training_curve.png"
 LR_SCHEDULES = ("constant", "cosine")
+# The files train() writes with atomic_write, whose temporaries a resume may clear away.
+_WRITTEN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CURVE_FILE)
 
 
 @dataclass
@@ -77,27 +87,27 @@ class TrainOptions:
     tensorboard: bool = True
 
     def check(self) -> None:
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        """Refuse any option of the wrong kind or out of range (NaN and inf included),
+        before any work: a run with an infinite rate would end with NaN weights."""
+        for name, low in (("steps", 1), ("batch_size", 1), ("max_bad_steps", 1)):
+            as_int(getattr(self, name), name, low)
         for name in (
             "init_images",
+            "seed",
             "log_every",
             "eval_every",
             "eval_images",
             "checkpoint_every",
-            "grad_clip",
+            "keep_checkpoints",
+            "max_restores",
         ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.max_bad_steps < 1 or self.max_restores < 0:
-            raise ValueError("max_bad_steps must be at least 1 and max_restores at least 0")
-        if not 0 < self.lr_backoff <= 1:
-            raise ValueError(f"lr backoff must be in (0, 1], got {self.lr_backoff}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema decay must be in [0, 1), got {self.ema_decay}")
-        if not self.learning_rate > 0:
+            as_int(getattr(self, name), name, 0)
+        if not as_float(self.learning_rate, "learning rate", 0) > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+        as_float(self.grad_clip, "grad_clip", 0)
+        as_float(self.ema_decay, "ema decay", 0, below=1)
+        if not as_float(self.lr_backoff, "lr backoff", 0, 1) > 0:
+            raise ValueError(f"lr backoff must be in (0, 1], got {self.lr_backoff}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -218,7 +228,11 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_factor(options.lr_schedule, options.steps)
     )
-    if not resume:
+    # a run stopped before its first checkpoint resumes from the start: nothing was lost
+    restoring = resume and bool(list_checkpoints(run_dir))
+    if resume and not restoring and writes:
+        log(f"{run_dir} has no checkpoint yet: training from step 0")
+    if not restoring:
         torch.manual_seed(options.seed)
         if options.init_images:
             first = batch_indices(0, len(train_levels), options.init_images, options.seed)
@@ -232,12 +246,12 @@ def train(
     last_good = LastGoodState(model, optimizer, ema)
     parts = TrainingParts(model, optimizer, scheduler, ema, autocast.scaler)
     order = partial(data_order, count=len(train_levels), batch_size=batch_size, seed=options.seed)
-    if resume:
+    if restoring:
         step = _restore(parts, run_dir, log if writes else _quiet, order(0))
         world.barrier()  # every process has read the checkpoint before any file goes
         if writes:  # what a killed run left behind: half-written files, later metrics
             remove_partial_checkpoints(run_dir)
-            remove_stale_temporaries(run_dir)
+            remove_stale_temporaries(run_dir, _WRITTEN_FILES)
             keep_metrics_up_to(metrics_path, step)
     eval_model = ema.module if ema is not None else model
 
@@ -285,9 +299,12 @@ def train(
                         optimizer.zero_grad(set_to_none=True)
                         skipped += 1
                         finite = None
+                broken = False  # an update that left non-finite weights (a huge step)
                 if finite:
                     autocast.scaler.step(optimizer)
                     autocast.scaler.update()
+                    broken = not weights_finite(model)
+                if finite and not broken:
                     if ema is not None:
                         ema.update_parameters(model)
                     window.append(loss.item())
@@ -295,7 +312,7 @@ def train(
                 elif finite is not None:  # skip the update; the batch is not seen again
                     optimizer.zero_grad(set_to_none=True)
                     skipped += 1
-                    restored = guard.bad_step(step + 1, scheduler)
+                    restored = guard.bad_step(step + 1, scheduler, broken=broken)
                 with warnings.catch_warnings():
                     # a skipped first step calls it before any optimizer.step(): intended here
                     warnings.filterwarnings(
@@ -307,8 +324,13 @@ def train(
                 if window:
                     bar.set_postfix(bpd=f"{sum(window[-50:]) / len(window[-50:]):.3f}")
                 if restored and writes:
+                    cause = (
+                        "an update left non-finite weights"
+                        if broken
+                        else (f"{options.max_bad_steps} non-finite steps in a row")
+                    )
                     message = (
-                        f"step {step}: {options.max_bad_steps} non-finite steps in a row; "
+                        f"step {step}: {cause}; "
                         f"restored the weights of step {restored['from_step']} and lowered the "
                         f"learning rate to {restored['lr']:.3g}"
                     )
@@ -389,6 +411,10 @@ class TrainingParts:
 
 def _save(parts: TrainingParts, step: int, run_dir: Path, keep: int, order: dict) -> None:
     model, ema, scaler = parts.model, parts.ema, parts.scaler
+    # the guard restores before any non-finite weights could get here; never save them
+    check_finite(model.state_dict(), f"the weights at step {step}")
+    if ema is not None:
+        check_finite(ema.state_dict(), f"the weight average at step {step}")
     cuda = torch.cuda.is_initialized()
     checkpoint = Checkpoint(
         step=step,
@@ -412,8 +438,6 @@ def _restore(parts: TrainingParts, run_dir: Path, log: Callable[[str], None], or
     order at step 0: a different one is allowed, but said (the batches will differ)."""
     model, ema = parts.model, parts.ema
     checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
-        raise ValueError(f"{run_dir} has no checkpoint to resume from")
     checkpoint = load_checkpoint(checkpoints[-1])
     try:
         stored_config = ModelConfig.from_json(checkpoint.model_config, str(checkpoints[-1]))
@@ -439,7 +463,7 @@ def _restore(parts: TrainingParts, run_dir: Path, log: Callable[[str], None], or
             ema.load_state_dict(checkpoint.ema)
         if parts.scaler.is_enabled() and checkpoint.scaler is not None:
             parts.scaler.load_state_dict(checkpoint.scaler)
-    except (KeyError, ValueError, RuntimeError, TypeError) as error:
+    except Exception as error:  # noqa: BLE001 - any bad state, one line naming the file
         raise ValueError(
             f"checkpoint {checkpoints[-1]} has unusable training state: {error}"
         ) from None

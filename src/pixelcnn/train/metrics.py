@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from pixelcnn.files import atomic_write
+from pixelcnn.pictures import PNG_KIND_KEY
+
+CURVE_KIND = "training-curve"  # the PNG tag of the training curve (see pictures.png_kind)
 
 
 def append_metrics(path: str | os.PathLike, record: dict[str, Any]) -> None:
@@ -63,6 +66,7 @@ def plot_training_curve(records: list[dict[str, Any]], path: str | os.PathLike) 
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    metadata = {PNG_KIND_KEY: CURVE_KIND}
+    atomic_write(Path(path), lambda temp: figure.savefig(temp, format="png", metadata=metadata))
     plt.close(figure)
     return Path(path)

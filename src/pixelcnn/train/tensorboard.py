@@ -15,6 +15,11 @@ TENSORBOARD_DIR = "tensorboard"
 SAMPLES = 16  # images in the grid drawn at each evaluation
 
 
+def own_event_files(folder: Path) -> list[Path]:
+    """The event files TensorBoard's writer made in ``folder`` (its own naming scheme)."""
+    return sorted(p for p in Path(folder).glob("events.out.tfevents.*") if p.is_file())
+
+
 def open_writer(run_dir: str | Path, first_step: int):
     """A SummaryWriter on ``run_dir/tensorboard``, or None when TensorBoard is missing.
 

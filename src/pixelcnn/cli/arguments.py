@@ -1,0 +1,59 @@
+"""Argument types of the ``pixelcnn`` command: each refuses a bad value in argparse's
+one-line usage error, before any work (4.7 for a count, inf for a rate, "" for a path)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from pixelcnn.values import as_float, as_int
+
+
+def _checked(check: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    """An argparse type that runs ``check`` on the text and turns its ValueError into
+    argparse's one-line usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """Integers >= ``minimum`` ("4.7" and "-1" refused, not truncated or accepted)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        return as_int(value, "the value", minimum, maximum)
+
+    return _checked(check, "count")
+
+
+def number(minimum: float | None = None, maximum: float | None = None, below=None):
+    """Finite floats in range: "inf", "nan" and "1e999" are refused before any work."""
+
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+        return as_float(value, "the value", minimum, maximum, below)
+
+    return _checked(check, "number")
+
+
+def _path_text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("an empty path is not a path (write . for this directory)")
+    return text
+
+
+path = _checked(_path_text, "path")
