@@ -32,6 +32,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     )
     os.close(handle)
     try:
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared run's files
         write(temp)
         fsync_file(temp)
         os.replace(temp, path)
@@ -40,6 +41,12 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         if isinstance(error, Exception) and not isinstance(error, OSError):
             raise OSError(f"cannot write {path}: {' '.join(str(error).split())}") from error
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def is_stale_temporary(path: Path, names: Iterable[str]) -> bool:
