@@ -183,6 +183,11 @@ def edit_json(path: Path, **changes) -> None:
     path.write_text(json.dumps(data))
 
 
+def fresh(*extra: str):
+    """A new tiny run in tmp/n with ``extra`` options."""
+    return lambda t, r: ["train", "--out", str(t / "n"), *TINY, *extra]
+
+
 def resume(run: Path, *extra: str) -> list[str]:
     return ["train", "--out", str(run), "--resume", "--steps", "6", "--quiet", *extra]
 
@@ -327,15 +332,15 @@ def users_file(tmp: Path, run: Path) -> Path:
 
 ISSUE_10_CLI_CASES = [
     # critical 1: non-finite numbers anywhere
-    ("lr inf", lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--lr", "inf"], "finite"),
-    ("lr 1e400", lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--lr", "1e400"], "finite"),
+    ("lr inf", fresh("--lr", "inf"), "finite"),
+    ("lr 1e400", fresh("--lr", "1e400"), "finite"),
     (
         "grad-clip nan",
-        lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--grad-clip", "nan"],
+        fresh("--grad-clip", "nan"),
         "finite",
     ),
-    ("ema nan", lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--ema", "nan"], "finite"),
-    ("ema 1", lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--ema", "1"], "below 1"),
+    ("ema nan", fresh("--ema", "nan"), "finite"),
+    ("ema 1", fresh("--ema", "1"), "below 1"),
     ("temperature inf", lambda t, r: ["sample", str(r), "--temperature", "inf"], "finite"),
     ("non-finite weights refused on load", non_finite_weights, "NaN or infinite"),
     # critical 2: outputs that must not be replaced
@@ -380,41 +385,32 @@ ISSUE_10_CLI_CASES = [
     # major: types, sizes and memory
     (
         "hp a string",
-        lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--hp", "hidden_channels=abc"],
+        fresh("--hp", "hidden_channels=abc"),
         "must be an integer",
     ),
     (
         "hp 1.5 layers",
-        lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--hp", "layers=1.5"],
+        fresh("--hp", "layers=1.5"),
         "must be an integer",
     ),
     (
         "hp a list",
-        lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--hp", "layers=[1]"],
+        fresh("--hp", "layers=[1]"),
         "must be an integer",
     ),
     (
         "hp true",
-        lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--hp", "layers=true"],
+        fresh("--hp", "layers=true"),
         "must be an integer",
     ),
     (
         "hp 10^9 layers",
-        lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--hp", "layers=1000000000"],
+        fresh("--hp", "layers=1000000000"),
         "must be in 1..1000",
     ),
     (
         "hp a huge network",
-        lambda t, r: [
-            "train",
-            "--out",
-            str(t / "n"),
-            *TINY,
-            "--hp",
-            "layers=1000",
-            "--hp",
-            "hidden_channels=8192",
-        ],
+        fresh("--hp", "layers=1000", "--hp", "hidden_channels=8192"),
         "of memory",
     ),
     ("config levels 1e400", broken_config('"levels": 4', '"levels": 1e400'), "levels"),
@@ -462,7 +458,7 @@ ISSUE_10_CLI_CASES = [
     ),
     (
         "samples -1",
-        lambda t, r: ["train", "--out", str(t / "n"), *TINY, "--samples", "-1"],
+        fresh("--samples", "-1"),
         "at least 0",
     ),
     (
