@@ -205,9 +205,7 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire(run_dir)
-        if args.resume:  # what a killed run left half written; train() clears its own
-            remove_stale_temporaries(run_dir, RUN_FILES)
-        else:
+        if not args.resume:
             prepare_new_run(run_dir, force=args.force)  # checks again, now under the lock
     world.barrier()  # the run directory is ready before any process trains
     run_args = {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")}
@@ -227,8 +225,8 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
         resume=args.resume,
         train_condition=train_labels,
         test_condition=test_labels,
-        # written once the run can start (a resume that fails changes nothing)
-        on_start=lambda step: write_run_args(run_dir, run_args),
+        # once the run can start (a resume that fails changes nothing)
+        on_start=lambda step: start_run(run_dir, run_args),
         world=world,
         log=say,
     )
@@ -261,6 +259,13 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
         f"test bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
         f"({result.count} {args.data} test images, {args.levels} levels)"
     )
+
+
+def start_run(run_dir: Path, run_args: dict[str, Any]) -> None:
+    """What a run does once its state is ready: clear the temporaries a killed run left
+    (only this library's own, by their names) and record its arguments."""
+    remove_stale_temporaries(run_dir, RUN_FILES)
+    write_run_args(run_dir, run_args)
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:

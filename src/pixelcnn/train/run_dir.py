@@ -146,9 +146,15 @@ def check_new_run(run_dir: Path, force: bool) -> None:
         raise ValueError(f"{run_dir} exists and is not a directory")
     foreign = foreign_entries(run_dir)
     if foreign:
+        legacy = (
+            " (pictures from before pixelcnn tagged its PNGs count as not written by it: "
+            "delete an old run's yourself)"
+            if foreign[0].suffix == ".png"
+            else ""
+        )
         raise FileExistsError(
             f"{foreign[0]} exists and was not written by pixelcnn (a run would replace it); "
-            "move it away or choose another --out"
+            f"move it away or choose another --out{legacy}"
         )
     if holds_run(run_dir) and not force:
         raise FileExistsError(
