@@ -9,7 +9,6 @@ from PIL import Image
 import pixelcnn
 from pixelcnn.cli import receptive_field_command
 from pixelcnn.receptive_field import (
-    _model_panel,
     causal_reach,
     masked_stack,
     model_receptive_field,
@@ -17,6 +16,7 @@ from pixelcnn.receptive_field import (
     render_panels,
     write_figures,
 )
+from pixelcnn.receptive_field.measure import _model_panel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
