@@ -28,7 +28,6 @@ from common import environment, update_marked_section, write_results
 import pixelcnn
 from pixelcnn.data import load_dataset
 from pixelcnn.evaluate import evaluate
-from pixelcnn.models import TRAINING_DEFAULTS
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, mean_bits_per_dim, train
 
@@ -79,7 +78,8 @@ def run_one(task: dict[str, Any], name: str, args: argparse.Namespace, scratch: 
     probe = pixelcnn.create(name, train_set.image_shape, levels=task["levels"])
     rate = steps_per_second(probe, probe.images_to_levels(train_images[:256]), args.batch_size)
     steps = max(1, int(args.minutes * 60 * rate))
-    options = TrainOptions(
+    options = TrainOptions.for_network(  # e.g. PixelCNN++'s weight average and init
+        name,
         steps=steps,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -87,7 +87,6 @@ def run_one(task: dict[str, Any], name: str, args: argparse.Namespace, scratch: 
         checkpoint_every=0,
         log_every=0,
         progress=False,
-        **TRAINING_DEFAULTS.get(name, {}),  # e.g. PixelCNN++'s weight average and init
     )
     begin = time.perf_counter()
     train(model, train_images, None, options, scratch / f"{task['data']}-{name}", log=print)

@@ -9,8 +9,9 @@ from typing import Any
 
 from pixelcnn.cli import receptive_field_command
 from pixelcnn.cli.arguments import count, number, path
-from pixelcnn.model import SAMPLING_METHODS
-from pixelcnn.models import NETWORKS, PRESETS
+from pixelcnn.likelihoods import LIKELIHOODS
+from pixelcnn.models import NETWORKS
+from pixelcnn.sampling import SAMPLING_METHODS
 from pixelcnn.train.precision import PRECISIONS
 
 EXIT_USAGE = 2
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--conditional", action="store_true", help="condition on the dataset's class labels"
     )
-    presets = sorted({p for model in PRESETS.values() for p in model})
+    presets = sorted({p for spec in NETWORKS.values() for p in spec.presets})
     train.add_argument("--preset", default=None, choices=presets, help="hyperparameter set")
     train.add_argument(
         "--hp", action="append", default=[], metavar="KEY=VALUE", help="set a hyperparameter"
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--likelihood",
         default=None,
-        choices=["categorical", "logistic_mixture"],
+        choices=sorted(LIKELIHOODS),
         help="softmax over levels, or discretized logistic mixture (default: the model's)",
     )
     train.add_argument(

@@ -7,56 +7,82 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
 from pixelcnn.limits import check_memory
+from pixelcnn.models.base import STRUCTURAL_ARGUMENTS, Network, NetworkSpec
 from pixelcnn.models.gated import GatedPixelCNN
 from pixelcnn.models.pixelcnn import PixelCNN
 from pixelcnn.models.pixelcnnpp import PixelCNNPlusPlus
 from pixelcnn.values import as_float, as_int
 
-NETWORKS: dict[str, type[nn.Module]] = {
-    "pixelcnn": PixelCNN,
-    "gated": GatedPixelCNN,
-    "pixelcnnpp": PixelCNNPlusPlus,
-}
-# The likelihood each network comes with in its paper; any network takes either.
-DEFAULT_LIKELIHOODS = {"pixelcnnpp": "logistic_mixture"}
-# Training settings each network's recipe uses (TrainOptions fields); others take defaults.
-TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "pixelcnnpp": {"ema_decay": 0.999, "init_images": 256},
-}
+NETWORKS: dict[str, NetworkSpec] = {}  # name -> record; register_network adds to it
 
-# Named hyperparameter sets; the defaults of each class suit 28x28 images on a CPU.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "pixelcnn": {
-        "default": {},
-        "tiny": {"hidden_channels": 12, "residual_blocks": 1, "output_hidden": 24},
-        # van den Oord et al. 2016: h = 128 (2h = 256 outside the blocks), 15 residual blocks.
-        "paper": {"hidden_channels": 256, "residual_blocks": 15, "output_hidden": 1024},
-    },
-    "gated": {
-        "default": {},
-        "tiny": {"hidden_channels": 6, "layers": 2, "skip_channels": 12, "output_hidden": 24},
-        # van den Oord et al. 2016 (Conditional PixelCNN): 20 layers of 384 feature maps.
-        "paper": {
-            "hidden_channels": 384,
-            "layers": 20,
-            "kernel_size": 5,
-            "skip_channels": 384,
-            "output_hidden": 1024,
+
+def register_network(spec: NetworkSpec) -> NetworkSpec:
+    """Make a network available everywhere (API, CLI, trainer, samplers, contract suite)."""
+    if not (isinstance(spec.network, type) and issubclass(spec.network, Network)):
+        raise TypeError(f"{spec.name}: a network must subclass pixelcnn.models.Network")
+    if "default" not in spec.presets:
+        raise ValueError(f"{spec.name}: the presets need a 'default' entry")
+    NETWORKS[spec.name] = spec
+    return spec
+
+
+def network_spec(name: str) -> NetworkSpec:
+    if name not in NETWORKS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(NETWORKS)}")
+    return NETWORKS[name]
+
+
+# The defaults of each class suit 28x28 images on a CPU.
+register_network(
+    NetworkSpec(
+        "pixelcnn",
+        PixelCNN,
+        presets={
+            "default": {},
+            "tiny": {"hidden_channels": 12, "residual_blocks": 1, "output_hidden": 24},
+            # van den Oord et al. 2016: h = 128 (2h = 256 outside the blocks), 15 blocks.
+            "paper": {"hidden_channels": 256, "residual_blocks": 15, "output_hidden": 1024},
         },
-    },
-    "pixelcnnpp": {
-        "default": {},
-        "tiny": {"filters": 8, "resnets_per_stage": 1},
-        # Salimans et al. 2017: 5 blocks per stage, 160 filters, dropout 0.5.
-        "paper": {"filters": 160, "resnets_per_stage": 5, "dropout": 0.5},
-    },
-}
+        description="masked convolutions A/B with R->G->B groups (van den Oord et al. 2016)",
+    )
+)
+register_network(
+    NetworkSpec(
+        "gated",
+        GatedPixelCNN,
+        presets={
+            "default": {},
+            "tiny": {"hidden_channels": 6, "layers": 2, "skip_channels": 12, "output_hidden": 24},
+            # van den Oord et al. 2016 (Conditional PixelCNN): 20 layers of 384 feature maps.
+            "paper": {
+                "hidden_channels": 384,
+                "layers": 20,
+                "kernel_size": 5,
+                "skip_channels": 384,
+                "output_hidden": 1024,
+            },
+        },
+        description="vertical and horizontal stacks, gated units, conditioning",
+    )
+)
+register_network(
+    NetworkSpec(
+        "pixelcnnpp",
+        PixelCNNPlusPlus,
+        presets={
+            "default": {},
+            "tiny": {"filters": 8, "resnets_per_stage": 1},
+            # Salimans et al. 2017: 5 blocks per stage, 160 filters, dropout 0.5.
+            "paper": {"filters": 160, "resnets_per_stage": 5, "dropout": 0.5},
+        },
+        likelihood="logistic_mixture",
+        recipe={"ema_decay": 0.999, "init_images": 256},
+        description="U-Net of shifted convolutions, logistic mixture (Salimans et al. 2017)",
+    )
+)
 
-# Constructor arguments that the model composition fills in, not the user.
-_STRUCTURAL = ("image_channels", "out_channels", "input_channels")
 
 # Bounds of every hyperparameter, by name (the networks share names). Sizes beyond these
 # are typos or hostile files: 10^9 layers would hang the constructor, 10^9 classes ask for
@@ -84,17 +110,15 @@ _TRAINING_BYTES_PER_PARAMETER = 16
 
 def hyperparameter_names(name: str) -> list[str]:
     """The keyword arguments a user may set for network ``name``."""
-    params = inspect.signature(NETWORKS[name]).parameters
-    return [p for p in params if p not in _STRUCTURAL]
+    params = inspect.signature(network_spec(name).network).parameters
+    return [p for p in params if p not in STRUCTURAL_ARGUMENTS]
 
 
 def resolve_hyperparameters(
     name: str, preset: str | None = None, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Preset values updated by ``overrides``, checked against the network's arguments."""
-    if name not in NETWORKS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(NETWORKS)}")
-    presets = PRESETS.get(name, {"default": {}})
+    presets = network_spec(name).presets
     preset = preset or "default"
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r} for {name}; choose from {', '.join(presets)}")
@@ -106,7 +130,7 @@ def resolve_hyperparameters(
             f"unknown hyperparameter(s) {', '.join(unknown)} for {name}; "
             f"accepted: {', '.join(allowed)}"
         )
-    defaults = inspect.signature(NETWORKS[name]).parameters
+    defaults = inspect.signature(network_spec(name).network).parameters
     return {key: _checked(key, value, defaults[key].default) for key, value in values.items()}
 
 
@@ -119,7 +143,7 @@ def _checked(key: str, value: Any, default: Any) -> Any:
     return as_int(value, f"hyperparameter {key}", int(low), int(high))
 
 
-def _parameter_count(network_class: type[nn.Module], **arguments) -> int:
+def _parameter_count(network_class: type[Network], **arguments) -> int:
     """Parameters the network would have, counted on the meta device (no memory used)."""
     with torch.device("meta"):
         probe = network_class(**arguments)
@@ -132,7 +156,7 @@ def build_network(
     out_channels: int,
     input_channels: int | None = None,
     **hyperparameters,
-) -> nn.Module:
+) -> Network:
     """Instantiate network ``name`` producing ``out_channels`` parameters per position.
 
     ``input_channels`` is given when the first layer does not receive the image itself
@@ -145,21 +169,23 @@ def build_network(
         input_channels=input_channels,
         **values,
     )
-    count = _parameter_count(NETWORKS[name], **arguments)
+    network_class = network_spec(name).network
+    count = _parameter_count(network_class, **arguments)
     check_memory(count * _TRAINING_BYTES_PER_PARAMETER, f"a {name} network of {count:,} parameters")
-    return NETWORKS[name](**arguments)
+    return network_class(**arguments)
 
 
 __all__ = [
-    "DEFAULT_LIKELIHOODS",
     "HYPERPARAMETER_BOUNDS",
-    "GatedPixelCNN",
-    "PixelCNNPlusPlus",
     "NETWORKS",
-    "PRESETS",
-    "TRAINING_DEFAULTS",
+    "GatedPixelCNN",
+    "Network",
+    "NetworkSpec",
     "PixelCNN",
+    "PixelCNNPlusPlus",
     "build_network",
     "hyperparameter_names",
+    "network_spec",
+    "register_network",
     "resolve_hyperparameters",
 ]

@@ -8,11 +8,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pixelcnn.models.base import Network
 from pixelcnn.nn import ConditionSpec, GatedBlock, MaskedConv2d
 from pixelcnn.nn.stepping import Cursor, GenerationSteps, condition_at, steppers
 
 
-class GatedPixelCNN(nn.Module):
+class GatedPixelCNN(Network):
     """Network input [B, C_in, H, W] (+ condition) -> likelihood parameters [B, P, H, W].
 
     ``image_channels`` C sets the colour groups (R -> G -> B for C = 3); ``input_channels``
@@ -38,13 +39,13 @@ class GatedPixelCNN(nn.Module):
         vector_dim: int = 0,
         spatial_channels: int = 0,
     ):
-        super().__init__()
+        condition = ConditionSpec(num_classes, vector_dim, spatial_channels)
+        super().__init__(image_channels, out_channels, input_channels, condition)
         groups = image_channels
         if hidden_channels < groups or skip_channels < groups:
             raise ValueError(f"hidden_channels and skip_channels must be at least {groups}")
         if layers < 1:
             raise ValueError(f"layers must be at least 1, got {layers}")
-        self.condition_spec = ConditionSpec(num_classes, vector_dim, spatial_channels)
         in_channels = input_channels or image_channels
         self.blocks = nn.ModuleList(
             GatedBlock(
@@ -68,8 +69,7 @@ class GatedPixelCNN(nn.Module):
     def forward(
         self, x: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        if bool(self.condition_spec) != (condition is not None):
-            raise ValueError("a condition must be given exactly when the network is conditional")
+        self.check_condition(condition)
         v = h = x
         skips = 0
         for block in self.blocks:
@@ -81,8 +81,7 @@ class GatedPixelCNN(nn.Module):
         self, batch: int, height: int, width: int, condition: dict | None = None
     ) -> GenerationSteps:
         """Step-by-step evaluation for the cached sampler (see :mod:`pixelcnn.nn.stepping`)."""
-        if bool(self.condition_spec) != (condition is not None):
-            raise ValueError("a condition must be given exactly when the network is conditional")
+        self.check_condition(condition)
         return GatedSteps(self, batch, width, condition)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pixelcnn.models.base import Network
 from pixelcnn.nn import MaskedConv2d
 from pixelcnn.nn.stepping import Cursor, GenerationSteps, steppers
 
@@ -33,7 +34,7 @@ class ResidualBlock(nn.Module):
         return x + h
 
 
-class PixelCNN(nn.Module):
+class PixelCNN(Network):
     """Network of the original PixelCNN: image input [B, C, H, W] -> parameters [B, P, H, W].
 
     ``out_channels`` P is what the likelihood needs (C * L logits for the categorical one,
@@ -57,7 +58,7 @@ class PixelCNN(nn.Module):
         input_kernel: int = 7,
         residual_kernel: int = 3,
     ):
-        super().__init__()
+        super().__init__(image_channels, out_channels, input_channels)
         if hidden_channels < 2 * image_channels or hidden_channels % 2:
             raise ValueError(
                 f"hidden_channels must be even and at least {2 * image_channels}, "
@@ -82,16 +83,14 @@ class PixelCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        if condition is not None:
-            raise ValueError("PixelCNN takes no condition; use the gated model for conditioning")
+        self.check_condition(condition)
         return self.head(self.blocks(self.input(x)))
 
     def generation(
         self, batch: int, height: int, width: int, condition: dict | None = None
     ) -> GenerationSteps:
         """Step-by-step evaluation for the cached sampler (see :mod:`pixelcnn.nn.stepping`)."""
-        if condition is not None:
-            raise ValueError("PixelCNN takes no condition; use the gated model for conditioning")
+        self.check_condition(condition)
         return PixelCNNSteps(self, batch, width)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pixelcnn.models.base import Network
 from pixelcnn.nn import ConditionProjection, ConditionSpec
 from pixelcnn.nn.shifted_conv import (
     NetworkInNetwork,
@@ -63,7 +64,7 @@ class GatedResidual(nn.Module):
         return x + a * torch.sigmoid(b)
 
 
-class PixelCNNPlusPlus(nn.Module):
+class PixelCNNPlusPlus(Network):
     """Input [B, C_in, H, W] (H, W divisible by 4) -> parameters [B, P, H, W].
 
     ``image_channels`` must be 1 when a likelihood draws whole pixels (the logistic mixture):
@@ -86,8 +87,8 @@ class PixelCNNPlusPlus(nn.Module):
         num_classes: int = 0,
         vector_dim: int = 0,
     ):
-        super().__init__()
-        self.condition_spec = ConditionSpec(num_classes, vector_dim, 0)
+        condition = ConditionSpec(num_classes, vector_dim, 0)
+        super().__init__(image_channels, out_channels, input_channels, condition)
         in_channels = (input_channels or image_channels) + 1  # + a channel of ones, see forward
         f, n = filters, resnets_per_stage
         cond = self.condition_spec
@@ -128,8 +129,7 @@ class PixelCNNPlusPlus(nn.Module):
     def forward(
         self, x: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        if bool(self.condition_spec) != (condition is not None):
-            raise ValueError("a condition must be given exactly when the network is conditional")
+        self.check_condition(condition)
         if x.shape[2] % 4 or x.shape[3] % 4:
             raise ValueError(f"PixelCNN++ needs a height and width divisible by 4, got {x.shape}")
         x = with_ones(x)
@@ -156,8 +156,7 @@ class PixelCNNPlusPlus(nn.Module):
         self, batch: int, height: int, width: int, condition: dict | None = None
     ) -> GenerationSteps:
         """Step-by-step evaluation for the cached sampler (see :mod:`pixelcnn.nn.stepping`)."""
-        if bool(self.condition_spec) != (condition is not None):
-            raise ValueError("a condition must be given exactly when the network is conditional")
+        self.check_condition(condition)
         if height % 4 or width % 4:
             raise ValueError(
                 f"PixelCNN++ needs a height and width divisible by 4, got {height}x{width}"
