@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pixelcnn.conditions import select
+from pixelcnn.units import bits_per_dim
 
 
 @dataclass
@@ -65,7 +66,7 @@ def evaluate(
     dims = math.prod(model.image_shape)
     mean_nats = float(per_image.mean())
     return Evaluation(
-        bits_per_dim=mean_nats / (dims * math.log(2)),
+        bits_per_dim=bits_per_dim(mean_nats, dims),
         nats_per_image=mean_nats,
         count=len(per_image),
         nats=per_image,

@@ -23,11 +23,11 @@ from pixelcnn.codecs import ImageCodec, TokenCodec
 from pixelcnn.conditions import prepare_condition
 from pixelcnn.files import atomic_write, check_writable
 from pixelcnn.likelihoods import build_likelihood
-from pixelcnn.models import DEFAULT_LIKELIHOODS, build_network, resolve_hyperparameters
-from pixelcnn.nn import ConditionSpec
+from pixelcnn.models import build_network, network_spec, resolve_hyperparameters
 from pixelcnn.quantize import Quantizer, check_levels
-from pixelcnn.sampling import sample_cached, sample_naive
-from pixelcnn.values import as_float, as_int
+from pixelcnn.sampling import Source, generate, known_prefix
+from pixelcnn.units import bits_per_dim
+from pixelcnn.values import as_int
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -35,7 +35,6 @@ FORMAT_NAME = "pixelcnn-model"
 FORMAT_VERSION = 1
 # safetensors metadata of the weights this library writes: tells them apart from others'
 WEIGHTS_TAG = {"format": FORMAT_NAME}
-SAMPLING_METHODS = ("cached", "naive")
 MAX_SIDE = 65536  # pixels per image side, and channels; larger is a typo or a hostile file
 MAX_SYMBOLS = 1 << 20  # symbols of a token model (image models: 2..256 levels)
 
@@ -146,7 +145,7 @@ class DensityModel(nn.Module):
             input_channels=self.codec.input_channels if tokens or groups != channels else None,
             **config.hyperparameters,
         )
-        self.condition_spec = getattr(self.network, "condition_spec", ConditionSpec())
+        self.condition_spec = self.network.condition_spec
 
     # ----------------------------------------------------------------- inputs
     @property
@@ -212,8 +211,7 @@ class DensityModel(nn.Module):
 
     def bits_per_dim(self, images: Any, condition: Any = None) -> torch.Tensor:
         """-log2 p(x) / (C * H * W): -> [B]."""
-        dims = math.prod(self.image_shape)
-        return -self.log_prob(images, condition) / (dims * math.log(2))
+        return bits_per_dim(-self.log_prob(images, condition), math.prod(self.image_shape))
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -238,9 +236,10 @@ class DensityModel(nn.Module):
         """
         n = as_int(n, "n (the number of images)", 1)
         levels = torch.zeros(n, *self.image_shape, dtype=torch.int64, device=self.device)
-        return self._generate(
+        drawn, log_probs = self._generate(
             levels, condition, 0, temperature, generator, progress, method, return_log_probs
         )
+        return self._images_out(drawn, log_probs)
 
     @torch.no_grad()
     def complete(
@@ -264,56 +263,14 @@ class DensityModel(nn.Module):
         drawn as in :meth:`sample`.
         """
         levels = self.images_to_levels(images)
-        mask, start = self._known_prefix(known, levels.shape)
+        joint = self.likelihood.name if self.likelihood.joint_channels else None
+        tokens = self.codec.kind != "image"
+        mask, start = known_prefix(known, levels.shape, tokens=tokens, whole_pixels=joint)
         levels = levels.masked_fill(~mask.to(levels.device), 0)  # never shown what is drawn
-        return self._generate(
-            levels,
-            condition,
-            start,
-            temperature,
-            generator,
-            progress,
-            method,
-            return_log_probs,
+        drawn, log_probs = self._generate(
+            levels, condition, start, temperature, generator, progress, method, return_log_probs
         )
-
-    def _known_prefix(self, known: Any, shape: torch.Size) -> tuple[torch.Tensor, int]:
-        """The known sub-pixels as one bool mask [C, H, W] and how many they are (the raster
-        index where drawing starts); any mask that is not a raster prefix is refused."""
-        batch, channels, height, width = shape
-        mask = torch.as_tensor(np.asarray(known) if not torch.is_tensor(known) else known)
-        if mask.dtype != torch.bool:
-            raise ValueError(f"known must be a boolean mask, got dtype {mask.dtype}")
-        if self.codec.kind != "image" and mask.dim() in (2, 3):  # token grids: [(B,) H, W]
-            mask = mask.unsqueeze(-3)
-        elif mask.dim() == 2 and tuple(mask.shape) == (height, width):  # whole pixels
-            mask = mask.unsqueeze(0).expand(channels, height, width)
-        if mask.dim() == 4 and mask.shape[1:] == (channels, height, width):
-            if len(mask) not in (1, batch) or not bool((mask == mask[:1]).all()):
-                raise ValueError("known must be the same mask for every image")
-            mask = mask[0]
-        if tuple(mask.shape) != (channels, height, width):
-            raise ValueError(
-                f"known has shape {tuple(mask.shape)}; it must match the images "
-                f"{(channels, height, width)} or be [H, W]"
-            )
-        order = mask.permute(1, 2, 0).reshape(-1).cpu()  # raster position, then channel
-        unknown = (~order).nonzero()
-        start = int(unknown[0, 0]) if len(unknown) else len(order)  # the first unknown one
-        if bool(order[start:].any()):
-            index = int(start + order[start:].nonzero()[0, 0])
-            (row, col), channel = divmod(index // channels, width), index % channels
-            raise ValueError(
-                "known must be a raster prefix: the model conditions on the past only, and "
-                f"the known sub-pixel at row {row}, column {col}, channel {channel} comes "
-                "after an unknown one"
-            )
-        if self.likelihood.joint_channels and start % channels:
-            raise ValueError(
-                f"the {self.likelihood.name} likelihood draws whole pixels: the known part "
-                "must end at a pixel boundary"
-            )
-        return mask, start
+        return self._images_out(drawn, log_probs)
 
     def _generate(
         self,
@@ -324,53 +281,35 @@ class DensityModel(nn.Module):
         generator: torch.Generator | None,
         progress: bool,
         method: str,
-        return_log_probs: bool,
-    ):
-        """Draw the sub-pixels of ``levels`` [B, C, H, W] from index ``start`` on."""
-        if method not in SAMPLING_METHODS:
-            raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
-        temperature = as_float(temperature, "temperature", minimum=0)
+        score: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Draw the sub-pixels of ``levels`` [B, C, H, W] from index ``start`` on, in eval
+        mode, through :func:`pixelcnn.sampling.generate`."""
         prepared = self.prepare_condition(condition, len(levels))
-        log_probs = None
+        source = Source(
+            likelihood=self.likelihood,
+            encode=lambda pixel: self.codec.encode(pixel, self.dtype),
+            parameters_of=lambda levels_so_far: self(levels_so_far, prepared),
+            steps=lambda batch, height, width: self.network.generation(
+                batch, height, width, prepared
+            ),
+            row_multiple=self.network.row_multiple,
+            name=self.config.model,
+        )
         was_training = self.training
         self.eval()
         try:
             # weight-normalized layers compute their weights once, not once per step
             with parametrize.cached():
-                if method == "cached":
-                    generation = getattr(self.network, "generation", None)
-                    if generation is None:
-                        raise ValueError(
-                            f"the {self.config.model} network cannot step; use method='naive'"
-                        )
-                    levels, log_probs = sample_cached(
-                        generation(len(levels), *levels.shape[2:], prepared),
-                        self.likelihood,
-                        lambda pixel: self.codec.encode(pixel, self.dtype),
-                        levels,
-                        temperature=float(temperature),
-                        generator=generator,
-                        start=start,
-                        progress=progress,
-                        score=return_log_probs,
-                    )
-                else:
-                    levels = sample_naive(
-                        lambda levels_so_far: self(levels_so_far, prepared),
-                        self.likelihood,
-                        levels,
-                        temperature=float(temperature),
-                        generator=generator,
-                        start=start,
-                        row_multiple=getattr(self.network, "row_multiple", None),
-                        progress=progress,
-                    )
-                    if return_log_probs:
-                        log_probs = self.level_log_probs(levels, prepared)
+                return generate(
+                    source, levels, start, temperature, generator, method, progress, score
+                )
         finally:
             self.train(was_training)
+
+    def _images_out(self, levels: torch.Tensor, log_probs: torch.Tensor | None):
         images = self.codec.from_levels(levels).cpu()
-        if not return_log_probs:
+        if log_probs is None:
             return images
         return images, self.codec.per_subpixel(log_probs.float()).cpu()
 
@@ -422,7 +361,7 @@ def create(
     else:
         raise ValueError(f"data must be 'image' or 'tokens', got {data!r}")
     if likelihood is None:
-        likelihood = DEFAULT_LIKELIHOODS.get(model, "categorical")
+        likelihood = network_spec(model).likelihood
     config = ModelConfig(
         model=model,
         image_shape=shape,

@@ -16,10 +16,10 @@ from pixelcnn.cli.outputs import check_output
 from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
-from pixelcnn.models import TRAINING_DEFAULTS, hyperparameter_names
+from pixelcnn.models import hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
-from pixelcnn.train.distributed import World, join_from_environment, leave
+from pixelcnn.train.distributed import World, join_from_environment, leave, silent
 from pixelcnn.train.precision import check_precision
 from pixelcnn.train.run_dir import (
     ARGS_FILE,
@@ -137,7 +137,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     run_dir = Path(args.out)
-    say = print if world.is_main else _silent
+    say = print if world.is_main else silent
     check_precision(args.precision, world.device())
     if world.is_main and run_dir.is_dir():
         lock.acquire(run_dir)  # a second training of this directory stops here
@@ -146,13 +146,6 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     else:
         check_new_run(run_dir, force=args.force)
         check_writable(run_dir / ARGS_FILE)  # before any data is loaded
-    if args.steps is None:
-        args.steps = TrainOptions().steps
-    recipe = {**TrainOptions().__dict__, **TRAINING_DEFAULTS.get(args.model, {})}
-    if args.ema is None:
-        args.ema = recipe["ema_decay"]
-    if args.data_init is None:
-        args.data_init = recipe["init_images"]
 
     hyperparameters = parse_hyperparameters(args.hp)
     train_images, train_labels, classes = load_split(
@@ -183,7 +176,8 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     train_images, test_images = model.quantize(train_images), model.quantize(test_images)
     with torch.no_grad():  # a size or condition the network cannot take fails here, not later
         model.log_prob(train_images[:1], None if train_labels is None else train_labels[:1])
-    options = TrainOptions(
+    options = TrainOptions.for_network(
+        args.model,
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -201,6 +195,8 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
         progress=not args.quiet and world.is_main,
     )
     options.check()
+    # what the recipe decided is what the run keeps (and a resume compares against)
+    args.steps, args.ema, args.data_init = options.steps, options.ema_decay, options.init_images
     world.check_batch(args.batch_size)
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -266,10 +262,6 @@ def start_run(run_dir: Path, run_args: dict[str, Any]) -> None:
     (only this library's own, by their names) and record its arguments."""
     remove_stale_temporaries(run_dir, RUN_FILES)
     write_run_args(run_dir, run_args)
-
-
-def _silent(*args: Any, **kwargs: Any) -> None:
-    """``print`` for the processes other than the main one."""
 
 
 def check_class_options(model, given: str | None, also: str = "") -> int:

@@ -1,6 +1,16 @@
-"""Autoregressive sampling: the naive reference and the cached (incremental) sampler."""
+"""Autoregressive generation, shared by every network: one entry point (``generate``) over
+the naive reference and the cached (incremental) sampler, and completion's prefix rule."""
 
 from pixelcnn.sampling.cached import sample_cached
+from pixelcnn.sampling.completion import known_prefix
+from pixelcnn.sampling.generate import SAMPLING_METHODS, Source, generate
 from pixelcnn.sampling.naive import sample_naive
 
-__all__ = ["sample_cached", "sample_naive"]
+__all__ = [
+    "SAMPLING_METHODS",
+    "Source",
+    "generate",
+    "known_prefix",
+    "sample_cached",
+    "sample_naive",
+]

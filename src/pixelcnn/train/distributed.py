@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
+
+def silent(*args: Any, **kwargs: Any) -> None:
+    """``print`` (or a log) for the processes other than the main one: they say nothing."""
 
 
 @dataclass(frozen=True)

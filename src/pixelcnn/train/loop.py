@@ -26,6 +26,7 @@ from pixelcnn.model import (
     check_finite,
     load_weights,
 )
+from pixelcnn.models import network_spec
 from pixelcnn.nn.data_init import data_dependent_init
 from pixelcnn.train.checkpoint import (
     Checkpoint,
@@ -34,7 +35,7 @@ from pixelcnn.train.checkpoint import (
     remove_partial_checkpoints,
     save_checkpoint,
 )
-from pixelcnn.train.distributed import SINGLE, World
+from pixelcnn.train.distributed import SINGLE, World, silent
 from pixelcnn.train.guard import FaultGuard, LastGoodState, weights_finite
 from pixelcnn.train.metrics import (
     append_metrics,
@@ -42,6 +43,7 @@ from pixelcnn.train.metrics import (
     plot_training_curve,
     read_metrics,
 )
+from pixelcnn.train.objective import mean_bits_per_dim
 from pixelcnn.train.precision import PRECISIONS, Autocast, check_precision
 from pixelcnn.train.stopping import StopRequests
 from pixelcnn.train.tensorboard import log_record, log_samples, open_writer
@@ -85,6 +87,14 @@ class TrainOptions:
     # Scalars and, at each evaluation, a sample grid in run_dir/tensorboard, when the
     # tensorboard package is installed.
     tensorboard: bool = True
+
+    @classmethod
+    def for_network(cls, name: str, **options: Any) -> TrainOptions:
+        """The options of network ``name``'s training recipe (its registry record, e.g.
+        PixelCNN++'s weight average and data-dependent init) under ``options``; an option
+        given as None takes the recipe's value (or the default)."""
+        given = {key: value for key, value in options.items() if value is not None}
+        return cls(**{**network_spec(name).recipe, **given})
 
     def check(self) -> None:
         """Refuse any option of the wrong kind or out of range (NaN and inf included),
@@ -164,20 +174,6 @@ def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
     )
 
 
-def mean_bits_per_dim(
-    model: DensityModel,
-    levels: torch.Tensor,
-    condition: dict[str, torch.Tensor] | None = None,
-    forward: Callable[..., torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """The training loss: mean bits/dim of integer levels [B, C, H, W] -> scalar.
-
-    ``forward`` runs the network in place of ``model`` itself (its DDP wrapper)."""
-    params = (forward or model)(levels, condition)
-    nats = -model.likelihood.log_prob(params, levels).flatten(1).sum(1)
-    return nats.mean() / (math.prod(model.image_shape) * math.log(2))
-
-
 def train(
     model: DensityModel,
     train_images: torch.Tensor,
@@ -247,7 +243,7 @@ def train(
     parts = TrainingParts(model, optimizer, scheduler, ema, autocast.scaler)
     order = partial(data_order, count=len(train_levels), batch_size=batch_size, seed=options.seed)
     if restoring:
-        step = _restore(parts, run_dir, log if writes else _quiet, order(0))
+        step = _restore(parts, run_dir, log if writes else silent, order(0))
         world.barrier()  # every process has read the checkpoint before any file goes
         if writes:  # what a killed run left behind: half-written files, later metrics
             remove_partial_checkpoints(run_dir)
@@ -392,10 +388,6 @@ def train(
                 board.close()
     result.step = step
     return result
-
-
-def _quiet(message: str) -> None:
-    """The log of processes other than the main one."""
 
 
 @dataclass
