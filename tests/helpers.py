@@ -1,8 +1,29 @@
 """Shared test utilities (imported by test modules; pytest puts tests/ on sys.path)."""
 
+import importlib.util
 import itertools
+import sys
+from pathlib import Path
 
 import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` imported as a module (benchmarks/ is not a package), with
+    benchmarks/ on the path while it loads, where the scripts find common.py."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"benchmark_{name}", BENCHMARKS / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses in the script look their module up
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
 
 
 def perturb(model, scale: float = 1.0, seed: int = 0):

@@ -1,28 +1,13 @@
 """The quality benchmarks (demo job, equal-time comparison) run and write results and docs."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load_script(name="demo_quality"):
-    sys.path.insert(0, str(BENCHMARKS))  # where the scripts find common.py
-    try:
-        spec = importlib.util.spec_from_file_location(
-            f"benchmark_{name}", BENCHMARKS / f"{name}.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+from helpers import load_benchmark
 
 
 def test_demo_quality_smoke_run_writes_json_samples_and_docs(tmp_path):
-    demo = _load_script()
+    demo = load_benchmark("demo_quality")
     docs = tmp_path / "B.md"
     docs.write_text("# B\n\n<!-- demo:start -->\nold\n<!-- demo:end -->\n")
     argv = ["--out", str(tmp_path / "q.json"), "--update-docs", str(docs), "--levels", "4", "2"]
@@ -40,7 +25,7 @@ def test_demo_quality_smoke_run_writes_json_samples_and_docs(tmp_path):
 
 
 def test_equal_time_comparison_smoke_run(tmp_path):
-    compare = _load_script("compare_models")
+    compare = load_benchmark("compare_models")
     docs = tmp_path / "B.md"
     argv = ["--minutes", "0.005", "--size", "8", "--samples", "2", "--data", "mnist5k"]
     results = compare.main([*argv, "--out", str(tmp_path / "c.json"), "--update-docs", str(docs)])
@@ -61,7 +46,7 @@ def test_equal_time_comparison_smoke_run(tmp_path):
 
 
 def test_sampling_speed_smoke_run_compares_both_methods(tmp_path):
-    speed = _load_script("sampling_speed")
+    speed = load_benchmark("sampling_speed")
     docs = tmp_path / "B.md"
     argv = ["--quick", "--batches", "2", "--repeats", "1", "--threads", "1"]
     results = speed.main([*argv, "--out", str(tmp_path / "s.json"), "--update-docs", str(docs)])

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_benchmark
 
 import pixelcnn
 from pixelcnn.nn import MaskedConv2d
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
-
 
 @pytest.fixture(scope="module")
 def throughput():
-    """benchmarks/throughput.py imported as a module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(SCRIPT.parent))  # where the scripts find common.py
-    spec = importlib.util.spec_from_file_location("benchmark_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-    sys.path.remove(str(SCRIPT.parent))
+    return load_benchmark("throughput")
 
 
 @pytest.fixture(scope="module")

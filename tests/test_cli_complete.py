@@ -172,17 +172,3 @@ def test_errors_are_one_line_with_exit_status_2_and_write_nothing(
     # and without --out, nothing in the run either
     assert main(["complete", str(run_dir), *argv, "--quiet"]) == 2
     assert not (run_dir / "completions.png").exists()
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["complete", "r", "--rows", "2"],
-        ["complete", "r", "--image", "x.png"],
-        ["complete", "r", "--image", "x", "--rows", "2", "--method", "fast"],
-    ],
-)
-def test_usage_errors_are_one_line_with_exit_status_2(capsys, argv):
-    assert main(argv) == 2  # the status, returned: main never raises SystemExit
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "error:" in err

@@ -17,6 +17,9 @@ import numpy as np
 
 from .download import DownloadError, default_cache_dir, download_file
 from .readers import (
+    CIFAR10_ARCHIVE as _CIFAR_ARCHIVE,
+)
+from .readers import (
     IMAGE_SUFFIXES,
     DataFormatError,
     checked_labels,
@@ -308,8 +311,6 @@ def _load_mnist(spec: DatasetSpec, split: str, root: Path | None, download: bool
 # --------------------------------------------------------------------------------------------
 # CIFAR-10
 # --------------------------------------------------------------------------------------------
-
-_CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
 
 
 def _has_cifar(path: Path) -> bool:

@@ -270,7 +270,7 @@ CIFAR10_SPLIT_FILES = {
     "test": ("test_batch",),
 }
 _CIFAR_FOLDER = "cifar-10-batches-py"
-_CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 _CIFAR_ROW_BYTES = 3 * 32 * 32
 
 
@@ -359,11 +359,11 @@ def _cifar_member_opener(path: Path) -> Iterator[Callable[[str], IO[bytes]]]:
             with _cifar_member_opener(path / _CIFAR_FOLDER) as opener:
                 yield opener
             return
-        if (path / _CIFAR_ARCHIVE).is_file():
-            path = path / _CIFAR_ARCHIVE
+        if (path / CIFAR10_ARCHIVE).is_file():
+            path = path / CIFAR10_ARCHIVE
         else:
             raise FileNotFoundError(
-                f"no CIFAR-10 data in {path}: expected {_CIFAR_ARCHIVE} or {_CIFAR_FOLDER}/"
+                f"no CIFAR-10 data in {path}: expected {CIFAR10_ARCHIVE} or {_CIFAR_FOLDER}/"
             )
     if not path.is_file():
         raise FileNotFoundError(f"no CIFAR-10 data at {path}")

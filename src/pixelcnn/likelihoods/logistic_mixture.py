@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelcnn.likelihoods.draw import draw_index
+from pixelcnn.quantize import Quantizer
 
 LOG_SCALE_MIN = -7.0  # scales below e^-7 would make every bin mass 0 or 1 in float32
 TINY_BIN = 1e-6  # below this scaled bin width the mass is taken as density x width
@@ -39,6 +40,7 @@ class DiscretizedLogisticMixture:
             raise ValueError(f"components must be at least 1, got {components}")
         self.levels = levels
         self.channels = channels
+        self.quantizer = Quantizer(levels)
         self.components = components
         self._per_channel = 3 if channels == 3 else 2  # means, log-scales (, coefficients)
 
@@ -58,10 +60,6 @@ class DiscretizedLogisticMixture:
         log_scales = rest[:, :, k : 2 * k].clamp(min=LOG_SCALE_MIN)
         coeffs = torch.tanh(rest[:, :, 2 * k :]) if self.channels == 3 else None
         return logits, means, log_scales, coeffs
-
-    def _values(self, levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """int levels -> x in [-1, 1], the centre of each level's bin."""
-        return levels.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
     def _coupled_means(self, means, coeffs, x):
         """Means [B, C, K, H, W] shifted by the R (and G) values x [B, C, H, W]."""
@@ -103,7 +101,7 @@ class DiscretizedLogisticMixture:
         of vanishing probability, and the channels sum to the pixel's exact log-probability.
         """
         logits, means, log_scales, coeffs = self._split(params)
-        x = self._values(levels, means.dtype)
+        x = self.quantizer.to_input(levels, means.dtype)  # each level's bin centre
         means = self._coupled_means(means, coeffs, x)
         per_channel = self._bin_log_mass(x, means, log_scales, levels)  # [B, C, K, H, W]
         # log p_k of the channels before c: an exclusive running sum (subtracting a channel
@@ -150,5 +148,5 @@ class DiscretizedLogisticMixture:
                 mean = mean + coeffs[:, 1] * drawn[:, 0] + coeffs[:, 2] * drawn[:, 1]
             x = (mean + scales[:, c] * logistic[:, c]).clamp(-1.0, 1.0)
             levels[:, c] = torch.round((x + 1.0) * (self.levels - 1) / 2.0).long()
-            drawn[:, c] = self._values(levels[:, c], means.dtype)
+            drawn[:, c] = self.quantizer.to_input(levels[:, c], means.dtype)
         return levels

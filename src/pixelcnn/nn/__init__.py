@@ -1,7 +1,7 @@
 """Layers: masked and shifted convolutions, gated blocks, conditioning projections."""
 
 from pixelcnn.nn.conditioning import CONDITION_KINDS, ConditionProjection, ConditionSpec
-from pixelcnn.nn.gated import GatedBlock, VerticalConv2d, gate, shift_down
+from pixelcnn.nn.gated import GatedBlock, VerticalConv2d, gate
 from pixelcnn.nn.masked_conv import MaskedConv2d, causal_mask, channel_groups
 
 __all__ = [
@@ -14,5 +14,4 @@ __all__ = [
     "causal_mask",
     "channel_groups",
     "gate",
-    "shift_down",
 ]

@@ -11,6 +11,7 @@ from torch import nn
 
 from pixelcnn.nn.conditioning import ConditionProjection, ConditionSpec
 from pixelcnn.nn.masked_conv import MaskedConv2d
+from pixelcnn.nn.shifted_conv import down_shift
 from pixelcnn.nn.stepping import ConvStepper, Cursor, Steppable
 
 
@@ -19,7 +20,7 @@ class VerticalConv2d(Steppable, nn.Conv2d):
 
     A cropped kernel, not a masked square one: no tap is wasted. The vertical stack may see
     its own row because its output reaches the horizontal stack only after
-    :func:`shift_down`. [B, in, H, W] -> [B, out, H, W].
+    :func:`~pixelcnn.nn.shifted_conv.down_shift`. [B, in, H, W] -> [B, out, H, W].
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
@@ -37,11 +38,6 @@ class VerticalConv2d(Steppable, nn.Conv2d):
         if self._stepper is not None:
             return self._stepper(x)
         return super().forward(F.pad(x, self._padding))
-
-
-def shift_down(x: torch.Tensor) -> torch.Tensor:
-    """Move every row one down (row 0 becomes zeros): [B, C, H, W] -> [B, C, H, W]."""
-    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
@@ -124,6 +120,6 @@ class GatedBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         v_bias, h_bias = self.biases(condition, v.shape[2])
         v_out, v_pre = self.vertical_part(v, v_bias)
-        above = self.vertical_to_horizontal(shift_down(v_pre))
+        above = self.vertical_to_horizontal(down_shift(v_pre))
         h_out, skip = self.horizontal_part(h, above, h_bias)
         return v_out, h_out, skip

@@ -115,6 +115,8 @@ class MaskedConv2d(Steppable):
         # Fan-in counts only the open taps, so deep stacks keep unit-scale activations.
         fan_in = max(1.0, float(self.mask.sum(dim=(1, 2, 3)).mean()))
         nn.init.normal_(self.weight, std=(1.0 / fan_in) ** 0.5)
+        with torch.no_grad():  # closed taps start at zero, and no gradient ever moves them
+            self.weight.mul_(self.mask)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
