@@ -22,7 +22,7 @@ import torch
 
 import pixelcnn
 from pixelcnn.likelihoods import LIKELIHOODS
-from pixelcnn.models import NETWORKS, Network, NetworkSpec, hyperparameter_names, register_network
+from pixelcnn.networks import NETWORKS, Network, NetworkSpec, hyperparameter_names, register_network
 from pixelcnn.nn import MaskedConv2d
 from pixelcnn.train import TrainOptions, train
 
@@ -33,9 +33,9 @@ class TwoMaskedConvolutions(Network):
 
     row_multiple = 1
 
-    def __init__(self, image_channels, out_channels, input_channels=None, hidden_channels=6):
-        super().__init__(image_channels, out_channels, input_channels)
-        groups = image_channels
+    def __init__(self, colour_groups, out_channels, input_channels=None, hidden_channels=6):
+        super().__init__(colour_groups, out_channels, input_channels)
+        groups = colour_groups
         self.first = MaskedConv2d(self.input_channels, hidden_channels, 3, "A", groups)
         self.second = MaskedConv2d(hidden_channels, out_channels, 3, "B", groups)
 
@@ -127,7 +127,7 @@ def random_levels(model, batch: int, generator: torch.Generator) -> torch.Tensor
 
 def random_data(model, batch: int, generator: torch.Generator) -> torch.Tensor:
     """What a user hands in: uint8 images [B, C, H, W] or token grids [B, H, W]."""
-    return model.codec.from_levels(random_levels(model, batch, generator))
+    return model.encoding.from_levels(random_levels(model, batch, generator))
 
 
 def lively(model: pixelcnn.DensityModel) -> pixelcnn.DensityModel:
@@ -186,7 +186,7 @@ def test_every_conditional_sums_to_one(case):
         variants = image.repeat(count * LEVELS, 1)
         rows = torch.arange(len(variants))
         variants[rows, rows // LEVELS] = rows % LEVELS
-        data = model.codec.from_levels(variants.reshape(len(variants), *model.image_shape))
+        data = model.encoding.from_levels(variants.reshape(len(variants), *model.image_shape))
         cond = None if condition is None else condition.expand(len(variants), *condition.shape[1:])
         with torch.no_grad():
             log_p = model.conditional_log_probs(data, cond).reshape(len(variants), -1)
@@ -210,7 +210,7 @@ def test_the_smallest_images_sum_to_one(case):
     grid = torch.tensor(list(itertools.product(range(LEVELS), repeat=count)))
     # raster order, then channel: the product's last factor is the fastest, as in (H, W, C)
     shape = (len(grid), *model.image_shape[1:], model.image_shape[0])
-    images = model.codec.from_levels(grid.reshape(shape).permute(0, 3, 1, 2))
+    images = model.encoding.from_levels(grid.reshape(shape).permute(0, 3, 1, 2))
     generator = torch.Generator().manual_seed(4)
     condition = condition_for(case, 1, generator)
     cond = None if condition is None else condition.expand(len(images), *condition.shape[1:])

@@ -187,7 +187,7 @@ def test_token_grid_prior_is_a_distribution_with_the_same_api(tmp_path):
 
 def test_token_priors_are_causal_and_take_large_codebooks():
     model = perturb(pixelcnn.create("pixelcnn", (4, 4), levels=6, data="tokens", preset="tiny"))
-    embedded = torch.randn(4, model.codec.input_channels, 4, 4, dtype=torch.float64)
+    embedded = torch.randn(4, model.encoding.input_channels, 4, 4, dtype=torch.float64)
     network = model.network.double()
     jac = torch.autograd.functional.jacobian(network, embedded, vectorize=True)
     # [T, K, H, W, T, E, H, W] -> output position x input position

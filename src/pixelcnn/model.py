@@ -19,11 +19,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-from pixelcnn.codecs import ImageCodec, TokenCodec
 from pixelcnn.conditions import prepare_condition
+from pixelcnn.encodings import ImageEncoding, TokenEncoding
 from pixelcnn.files import atomic_write, check_writable
 from pixelcnn.likelihoods import build_likelihood
-from pixelcnn.models import build_network, network_spec, resolve_hyperparameters
+from pixelcnn.networks import build_network, network_spec, resolve_hyperparameters
 from pixelcnn.quantize import Quantizer, check_levels
 from pixelcnn.sampling import Source, generate, known_prefix
 from pixelcnn.units import bits_per_dim
@@ -111,11 +111,11 @@ def _check_image_shape(image_shape: Any) -> tuple[int, int, int]:
     return shape
 
 
-def _build_codec(config: ModelConfig) -> ImageCodec | TokenCodec:
+def _build_encoding(config: ModelConfig) -> ImageEncoding | TokenEncoding:
     if config.data == "image":
-        return ImageCodec(config.image_shape, config.levels)
+        return ImageEncoding(config.image_shape, config.levels)
     if config.data == "tokens":
-        return TokenCodec(config.image_shape[1:], config.levels, config.embedding_dim)
+        return TokenEncoding(config.image_shape[1:], config.levels, config.embedding_dim)
     raise ValueError(f"data must be 'image' or 'tokens', got {config.data!r}")
 
 
@@ -131,7 +131,7 @@ class DensityModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.codec = _build_codec(config)
+        self.encoding = _build_encoding(config)
         channels = config.image_shape[0]
         self.likelihood = build_likelihood(config.likelihood, config.levels, channels)
         tokens = config.data == "tokens"
@@ -142,7 +142,7 @@ class DensityModel(nn.Module):
             config.model,
             groups,
             self.likelihood.num_params,
-            input_channels=self.codec.input_channels if tokens or groups != channels else None,
+            input_channels=self.encoding.input_channels if tokens or groups != channels else None,
             **config.hyperparameters,
         )
         self.condition_spec = self.network.condition_spec
@@ -158,9 +158,9 @@ class DensityModel(nn.Module):
 
     @property
     def quantizer(self) -> Quantizer:
-        if self.codec.kind != "image":
+        if self.encoding.kind != "image":
             raise AttributeError("token models have no colour quantizer")
-        return self.codec.quantizer
+        return self.encoding.quantizer
 
     @property
     def device(self) -> torch.device:
@@ -172,11 +172,11 @@ class DensityModel(nn.Module):
 
     def quantize(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Snap any uint8 images [B, C, H, W] to the nearest representable values."""
-        return self.quantizer.snap(self.codec.check(images, check_values=False))
+        return self.quantizer.snap(self.encoding.check(images, check_values=False))
 
     def images_to_levels(self, data: Any) -> torch.Tensor:
         """Validated images (or token grids) -> int64 levels [B, C, H, W] on the device."""
-        return self.codec.to_levels(data, self.device)
+        return self.encoding.to_levels(data, self.device)
 
     def prepare_condition(self, condition: Any, batch: int) -> dict[str, torch.Tensor] | None:
         """Check a user's condition and bring it to the network's form for ``batch`` items."""
@@ -189,7 +189,7 @@ class DensityModel(nn.Module):
         self, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """Integer levels [B, C, H, W] (+ prepared condition) -> parameters [B, P, H, W]."""
-        return self.network(self.codec.encode(levels, self.dtype), condition)
+        return self.network(self.encoding.encode(levels, self.dtype), condition)
 
     def level_log_probs(
         self, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
@@ -203,7 +203,7 @@ class DensityModel(nn.Module):
 
     def conditional_log_probs(self, images: Any, condition: Any = None) -> torch.Tensor:
         """log p(x_i | x_<i) in nats for every sub-pixel: [B,C,H,W] ([B,H,W] for tokens)."""
-        return self.codec.per_subpixel(self._log_probs(images, condition))
+        return self.encoding.per_subpixel(self._log_probs(images, condition))
 
     def log_prob(self, images: Any, condition: Any = None) -> torch.Tensor:
         """Exact log-likelihood in nats per image: [B, C, H, W] (or tokens [B, H, W]) -> [B]."""
@@ -264,7 +264,7 @@ class DensityModel(nn.Module):
         """
         levels = self.images_to_levels(images)
         joint = self.likelihood.name if self.likelihood.joint_channels else None
-        tokens = self.codec.kind != "image"
+        tokens = self.encoding.kind != "image"
         mask, start = known_prefix(known, levels.shape, tokens=tokens, whole_pixels=joint)
         levels = levels.masked_fill(~mask.to(levels.device), 0)  # never shown what is drawn
         drawn, log_probs = self._generate(
@@ -288,7 +288,7 @@ class DensityModel(nn.Module):
         prepared = self.prepare_condition(condition, len(levels))
         source = Source(
             likelihood=self.likelihood,
-            encode=lambda pixel: self.codec.encode(pixel, self.dtype),
+            encode=lambda pixel: self.encoding.encode(pixel, self.dtype),
             parameters_of=lambda levels_so_far: self(levels_so_far, prepared),
             steps=lambda batch, height, width: self.network.generation(
                 batch, height, width, prepared
@@ -308,10 +308,10 @@ class DensityModel(nn.Module):
             self.train(was_training)
 
     def _images_out(self, levels: torch.Tensor, log_probs: torch.Tensor | None):
-        images = self.codec.from_levels(levels).cpu()
+        images = self.encoding.from_levels(levels).cpu()
         if log_probs is None:
             return images
-        return images, self.codec.per_subpixel(log_probs.float()).cpu()
+        return images, self.encoding.per_subpixel(log_probs.float()).cpu()
 
     # ----------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:

@@ -16,7 +16,7 @@ from pixelcnn.cli.outputs import check_output
 from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
-from pixelcnn.models import hyperparameter_names
+from pixelcnn.networks import hyperparameter_names
 from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.distributed import World, join_from_environment, leave, silent
@@ -341,7 +341,7 @@ def read_image(path: str | Path, model) -> torch.Tensor:
 
 def run_complete(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
-    if model.codec.kind != "image":
+    if model.encoding.kind != "image":
         raise ValueError("complete works on image models only; complete token grids with the API")
     classes = check_class_options(model, "--class needs" if args.class_label is not None else None)
     check_class_label(args.class_label, classes)

@@ -10,7 +10,7 @@ from typing import Any
 from pixelcnn.cli import receptive_field_command
 from pixelcnn.cli.arguments import count, number, path
 from pixelcnn.likelihoods import LIKELIHOODS
-from pixelcnn.models import NETWORKS
+from pixelcnn.networks import NETWORKS
 from pixelcnn.sampling import SAMPLING_METHODS
 from pixelcnn.train.precision import PRECISIONS
 
@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="training arithmetic: bf16 autocast (CPU, GPU), fp16 with loss scaling (GPU)",
     )
     train.add_argument(
+        "--ema-decay",  # the name of the option it sets (TrainOptions.ema_decay)
         "--ema",
+        dest="ema",
         type=number(0, below=1),
         default=None,
         metavar="DECAY",
@@ -90,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pixelcnnpp, off (0) for the others",
     )
     train.add_argument(
+        "--init-images",  # the name of the option it sets (TrainOptions.init_images)
         "--data-init",
+        dest="data_init",
         type=count(0),
         default=None,
         metavar="N",

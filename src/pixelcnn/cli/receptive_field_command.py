@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from pixelcnn.cli.arguments import count, path
-from pixelcnn.models import NETWORKS
+from pixelcnn.networks import NETWORKS
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:

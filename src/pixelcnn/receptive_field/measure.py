@@ -139,7 +139,7 @@ def _model_inputs(model: Any, position: Position | None, trials: int):
     if position is None:
         position = (height // 2, width // 2)
     position = _check_position(position, height, width)
-    input_shape = (model.codec.input_channels, height, width)
+    input_shape = (model.encoding.input_channels, height, width)
     spec = getattr(model, "condition_spec", None)
     condition = neutral_condition(spec, trials, (height, width)) if spec else None
     return input_shape, position, condition
@@ -256,7 +256,7 @@ def _model_panel(model: Any, position: Position | None) -> tuple[str, torch.Tens
     input_shape, position, condition = _model_inputs(model, position, trials=4)
     sensitivity = input_sensitivity(model.network, input_shape, position, 4, condition)
     field = sensitivity.sum(dim=0) > 0
-    if model.codec.kind == "image" and model.image_shape[0] > 1:
+    if model.encoding.kind == "image" and model.image_shape[0] > 1:
         field[position] = bool(sensitivity[-1][position] > 0)
     channels, height, width = model.image_shape
     caption = f"{model.config.model} ({channels}x{height}x{width}): output at {position}"

@@ -26,7 +26,7 @@ from pixelcnn.model import (
     check_finite,
     load_weights,
 )
-from pixelcnn.models import network_spec
+from pixelcnn.networks import network_spec
 from pixelcnn.nn.data_init import data_dependent_init
 from pixelcnn.train.checkpoint import (
     Checkpoint,

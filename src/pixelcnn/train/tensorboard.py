@@ -50,7 +50,7 @@ def log_samples(writer, model, step: int, seed: int = 0) -> None:
     """A grid of samples from ``model`` (always drawn from the same random stream, so the
     grids of successive evaluations compare); skipped for vector or spatial conditions."""
     spec = model.condition_spec
-    if spec.vector_dim or spec.spatial_channels or model.codec.kind != "image":
+    if spec.vector_dim or spec.spatial_channels or model.encoding.kind != "image":
         return
     condition = torch.arange(SAMPLES) % spec.num_classes if spec.num_classes else None
     generator = torch.Generator(device=model.device).manual_seed(seed)

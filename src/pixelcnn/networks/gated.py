@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pixelcnn.models.base import Network
+from pixelcnn.networks.base import Network
 from pixelcnn.nn import ConditionSpec, GatedBlock, MaskedConv2d
 from pixelcnn.nn.stepping import Cursor, GenerationSteps, condition_at, steppers
 
@@ -16,7 +16,7 @@ from pixelcnn.nn.stepping import Cursor, GenerationSteps, condition_at, steppers
 class GatedPixelCNN(Network):
     """Network input [B, C_in, H, W] (+ condition) -> likelihood parameters [B, P, H, W].
 
-    ``image_channels`` C sets the colour groups (R -> G -> B for C = 3); ``input_channels``
+    ``colour_groups`` C: R -> G -> B groups for C = 3; ``input_channels``
     is what the first layer receives (C for images, the embedding size for token grids).
     The first block uses ``input_kernel``, the others ``kernel_size``; every block's skip
     output is summed into a two-layer 1x1 head.
@@ -26,7 +26,7 @@ class GatedPixelCNN(Network):
 
     def __init__(
         self,
-        image_channels: int,
+        colour_groups: int,
         out_channels: int,
         input_channels: int | None = None,
         hidden_channels: int = 32,
@@ -40,13 +40,13 @@ class GatedPixelCNN(Network):
         spatial_channels: int = 0,
     ):
         condition = ConditionSpec(num_classes, vector_dim, spatial_channels)
-        super().__init__(image_channels, out_channels, input_channels, condition)
-        groups = image_channels
+        super().__init__(colour_groups, out_channels, input_channels, condition)
+        groups = colour_groups
         if hidden_channels < groups or skip_channels < groups:
             raise ValueError(f"hidden_channels and skip_channels must be at least {groups}")
         if layers < 1:
             raise ValueError(f"layers must be at least 1, got {layers}")
-        in_channels = input_channels or image_channels
+        in_channels = input_channels or colour_groups
         self.blocks = nn.ModuleList(
             GatedBlock(
                 in_channels if i == 0 else hidden_channels,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pixelcnn.models.base import Network
+from pixelcnn.networks.base import Network
 from pixelcnn.nn import ConditionProjection, ConditionSpec
 from pixelcnn.nn.shifted_conv import (
     NetworkInNetwork,
@@ -67,7 +67,7 @@ class GatedResidual(nn.Module):
 class PixelCNNPlusPlus(Network):
     """Input [B, C_in, H, W] (H, W divisible by 4) -> parameters [B, P, H, W].
 
-    ``image_channels`` must be 1 when a likelihood draws whole pixels (the logistic mixture):
+    ``colour_groups`` must be 1 when a likelihood draws whole pixels (the logistic mixture):
     the streams see nothing of the current pixel at all. For a per-channel likelihood with
     RGB (the categorical) the current pixel is hidden entirely too, so the network is causal
     but its R, G and B predictions of one pixel cannot see each other; prefer the mixture.
@@ -78,7 +78,7 @@ class PixelCNNPlusPlus(Network):
 
     def __init__(
         self,
-        image_channels: int,
+        colour_groups: int,
         out_channels: int,
         input_channels: int | None = None,
         filters: int = 32,
@@ -88,8 +88,8 @@ class PixelCNNPlusPlus(Network):
         vector_dim: int = 0,
     ):
         condition = ConditionSpec(num_classes, vector_dim, 0)
-        super().__init__(image_channels, out_channels, input_channels, condition)
-        in_channels = (input_channels or image_channels) + 1  # + a channel of ones, see forward
+        super().__init__(colour_groups, out_channels, input_channels, condition)
+        in_channels = (input_channels or colour_groups) + 1  # + a channel of ones, see forward
         f, n = filters, resnets_per_stage
         cond = self.condition_spec
         self.u_init = ShiftedConv2d(in_channels, f, (2, 3))

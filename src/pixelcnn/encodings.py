@@ -2,9 +2,9 @@
 
 Two kinds of data share one model class:
 
-- ``ImageCodec``: uint8 images [B, C, H, W] with L colour levels; the network sees the
+- ``ImageEncoding``: uint8 images [B, C, H, W] with L colour levels; the network sees the
   dequantized level in [-1, 1] (the exact conversions live in :mod:`pixelcnn.quantize`).
-- ``TokenCodec``: integer grids [B, H, W] of K symbols (e.g. the codes of a VQ-VAE); the
+- ``TokenEncoding``: integer grids [B, H, W] of K symbols (e.g. the codes of a VQ-VAE); the
   network sees a learned embedding of each symbol.
 
 Both turn validated input into int64 levels [B, C, H, W] and back.
@@ -31,7 +31,7 @@ def as_tensor(data: Any, what: str) -> torch.Tensor:
     return data
 
 
-class ImageCodec(nn.Module):
+class ImageEncoding(nn.Module):
     """uint8 images [B, C, H, W] whose values are the L representable levels."""
 
     kind = "image"
@@ -81,7 +81,7 @@ class ImageCodec(nn.Module):
         return values
 
 
-class TokenCodec(nn.Module):
+class TokenEncoding(nn.Module):
     """Integer grids [B, H, W] with values in [0, K), fed to the network by an embedding."""
 
     kind = "tokens"

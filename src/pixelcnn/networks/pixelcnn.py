@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pixelcnn.models.base import Network
+from pixelcnn.networks.base import Network
 from pixelcnn.nn import MaskedConv2d
 from pixelcnn.nn.stepping import Cursor, GenerationSteps, steppers
 
@@ -49,7 +49,7 @@ class PixelCNN(Network):
 
     def __init__(
         self,
-        image_channels: int,
+        colour_groups: int,
         out_channels: int,
         input_channels: int | None = None,
         hidden_channels: int = 64,
@@ -58,16 +58,16 @@ class PixelCNN(Network):
         input_kernel: int = 7,
         residual_kernel: int = 3,
     ):
-        super().__init__(image_channels, out_channels, input_channels)
-        if hidden_channels < 2 * image_channels or hidden_channels % 2:
+        super().__init__(colour_groups, out_channels, input_channels)
+        if hidden_channels < 2 * colour_groups or hidden_channels % 2:
             raise ValueError(
-                f"hidden_channels must be even and at least {2 * image_channels}, "
+                f"hidden_channels must be even and at least {2 * colour_groups}, "
                 f"got {hidden_channels}"
             )
-        if out_channels % image_channels:
-            raise ValueError(f"out_channels {out_channels} is not a multiple of {image_channels}")
-        groups = image_channels
-        in_channels = input_channels or image_channels  # embeddings for token grids
+        if out_channels % colour_groups:
+            raise ValueError(f"out_channels {out_channels} is not a multiple of {colour_groups}")
+        groups = colour_groups
+        in_channels = input_channels or colour_groups  # embeddings for token grids
         self.input = MaskedConv2d(in_channels, hidden_channels, input_kernel, "A", groups)
         self.blocks = nn.Sequential(
             *(

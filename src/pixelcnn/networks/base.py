@@ -21,12 +21,13 @@ from pixelcnn.nn.conditioning import ConditionSpec
 from pixelcnn.nn.stepping import GenerationSteps
 
 # Constructor arguments that the model composition fills in, not the user.
-STRUCTURAL_ARGUMENTS = ("image_channels", "out_channels", "input_channels")
+STRUCTURAL_ARGUMENTS = ("colour_groups", "out_channels", "input_channels")
 
 
 class Network(nn.Module):
     """Base of every network. Subclasses take the structural arguments first
-    (``image_channels``: the colour groups, ``out_channels``: parameters per position,
+    (``colour_groups``: 3 for R -> G -> B groups, 1 for grey images or a likelihood that
+    draws whole pixels; ``out_channels``: parameters per position;
     ``input_channels``: what the first layer receives when it is not the image itself, e.g.
     token embeddings), then their hyperparameters as keyword arguments with defaults (the
     defaults' types are what configs and ``--hp`` are checked against).
@@ -39,15 +40,15 @@ class Network(nn.Module):
 
     def __init__(
         self,
-        image_channels: int,
+        colour_groups: int,
         out_channels: int,
         input_channels: int | None = None,
         condition: ConditionSpec | None = None,
     ):
         super().__init__()
-        self.image_channels = image_channels
+        self.colour_groups = colour_groups
         self.out_channels = out_channels
-        self.input_channels = input_channels or image_channels
+        self.input_channels = input_channels or colour_groups
         self.condition_spec = condition or ConditionSpec()
 
     def check_condition(self, condition: dict[str, torch.Tensor] | None) -> None:

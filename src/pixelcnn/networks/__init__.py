@@ -9,10 +9,10 @@ from typing import Any
 import torch
 
 from pixelcnn.limits import check_memory
-from pixelcnn.models.base import STRUCTURAL_ARGUMENTS, Network, NetworkSpec
-from pixelcnn.models.gated import GatedPixelCNN
-from pixelcnn.models.pixelcnn import PixelCNN
-from pixelcnn.models.pixelcnnpp import PixelCNNPlusPlus
+from pixelcnn.networks.base import STRUCTURAL_ARGUMENTS, Network, NetworkSpec
+from pixelcnn.networks.gated import GatedPixelCNN
+from pixelcnn.networks.pixelcnn import PixelCNN
+from pixelcnn.networks.pixelcnnpp import PixelCNNPlusPlus
 from pixelcnn.values import as_float, as_int
 
 NETWORKS: dict[str, NetworkSpec] = {}  # name -> record; register_network adds to it
@@ -21,7 +21,7 @@ NETWORKS: dict[str, NetworkSpec] = {}  # name -> record; register_network adds t
 def register_network(spec: NetworkSpec) -> NetworkSpec:
     """Make a network available everywhere (API, CLI, trainer, samplers, contract suite)."""
     if not (isinstance(spec.network, type) and issubclass(spec.network, Network)):
-        raise TypeError(f"{spec.name}: a network must subclass pixelcnn.models.Network")
+        raise TypeError(f"{spec.name}: a network must subclass pixelcnn.networks.Network")
     if "default" not in spec.presets:
         raise ValueError(f"{spec.name}: the presets need a 'default' entry")
     NETWORKS[spec.name] = spec
@@ -152,7 +152,7 @@ def _parameter_count(network_class: type[Network], **arguments) -> int:
 
 def build_network(
     name: str,
-    image_channels: int,
+    colour_groups: int,
     out_channels: int,
     input_channels: int | None = None,
     **hyperparameters,
@@ -160,11 +160,11 @@ def build_network(
     """Instantiate network ``name`` producing ``out_channels`` parameters per position.
 
     ``input_channels`` is given when the first layer does not receive the image itself
-    (token embeddings); the colour groups always follow ``image_channels``.
+    (token embeddings); the colour groups always follow ``colour_groups``.
     """
     values = resolve_hyperparameters(name, overrides=hyperparameters)
     arguments = dict(
-        image_channels=image_channels,
+        colour_groups=colour_groups,
         out_channels=out_channels,
         input_channels=input_channels,
         **values,
