@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import pixelcnn
-from pixelcnn.train import TrainOptions, batch_indices, loop, train
+from pixelcnn.train import TrainOptions, batch_indices, objective, train
 from pixelcnn.train.checkpoint import list_checkpoints, load_checkpoint
 
 STEPS = 150
@@ -157,13 +157,13 @@ def noisy_data(count=64, poisoned=()):
 @pytest.fixture
 def poison_batches(monkeypatch):
     """The training loss is NaN for every batch that holds a POISON condition."""
-    real_loss = loop.mean_bits_per_dim
+    real_loss = objective.mean_bits_per_dim
 
     def poisoned_loss(model, levels, condition=None, forward=None):
         value = real_loss(model, levels, condition, forward)
         return value * math.nan if bool((condition["vector"] == POISON).any()) else value
 
-    monkeypatch.setattr(loop, "mean_bits_per_dim", poisoned_loss)
+    monkeypatch.setattr(objective, "mean_bits_per_dim", poisoned_loss)
 
 
 def options(**kwargs):
@@ -199,14 +199,14 @@ def test_non_finite_steps_in_a_row_restore_the_last_good_weights_with_a_lower_ra
 ):
     images, vectors = noisy_data()
     calls = {"n": 0}
-    real_loss = loop.mean_bits_per_dim
+    real_loss = objective.mean_bits_per_dim
 
     def loss_with_a_bad_stretch(model, levels, condition=None, forward=None):
         calls["n"] += 1
         value = real_loss(model, levels, condition, forward)
         return value * math.inf if 11 <= calls["n"] <= 15 else value  # steps 11..15
 
-    monkeypatch.setattr(loop, "mean_bits_per_dim", loss_with_a_bad_stretch)
+    monkeypatch.setattr(objective, "mean_bits_per_dim", loss_with_a_bad_stretch)
     messages = []
     model = vector_model()
     opts = options(learning_rate=1e-3, lr_schedule="constant")
@@ -251,7 +251,7 @@ def test_checkpoints_record_the_data_order_and_a_changed_order_is_said(tmp_path)
 def test_a_first_ctrl_c_ends_the_step_and_checkpoints_a_second_interrupts(tmp_path, monkeypatch):
     images, vectors = noisy_data()
     calls = {"n": 0}
-    real_loss = loop.mean_bits_per_dim
+    real_loss = objective.mean_bits_per_dim
 
     def loss_then_ctrl_c(model, levels, condition=None, forward=None):
         calls["n"] += 1
@@ -259,7 +259,7 @@ def test_a_first_ctrl_c_ends_the_step_and_checkpoints_a_second_interrupts(tmp_pa
             os.kill(os.getpid(), signal.SIGINT)
         return real_loss(model, levels, condition, forward)
 
-    monkeypatch.setattr(loop, "mean_bits_per_dim", loss_then_ctrl_c)
+    monkeypatch.setattr(objective, "mean_bits_per_dim", loss_then_ctrl_c)
     result = train(vector_model(), images, None, options(checkpoint_every=100), tmp_path,
                    train_condition=vectors)  # fmt: skip
     assert result.stopped_by == "SIGINT" and result.step == 4
@@ -273,7 +273,7 @@ def test_a_first_ctrl_c_ends_the_step_and_checkpoints_a_second_interrupts(tmp_pa
             os.kill(os.getpid(), signal.SIGINT)
         return real_loss(model, levels, condition, forward)
 
-    monkeypatch.setattr(loop, "mean_bits_per_dim", loss_then_two_ctrl_c)
+    monkeypatch.setattr(objective, "mean_bits_per_dim", loss_then_two_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         train(vector_model(), images, None, options(checkpoint_every=100), tmp_path / "b",
               train_condition=vectors)  # fmt: skip

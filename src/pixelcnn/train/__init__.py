@@ -1,13 +1,19 @@
-"""Training: the loop, checkpoints, metrics and the run directory."""
+"""Training: the options, one step at a time (``Trainer``), the loop, checkpoints, metrics
+and the run directory."""
 
 from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from pixelcnn.train.loop import TrainOptions, TrainResult, batch_indices, train
+from pixelcnn.train.loop import TrainResult, batch_indices, train
 from pixelcnn.train.objective import mean_bits_per_dim
+from pixelcnn.train.options import TrainOptions
+from pixelcnn.train.trainer import Outcome, StepResult, Trainer
 
 __all__ = [
     "Checkpoint",
+    "Outcome",
+    "StepResult",
     "TrainOptions",
     "TrainResult",
+    "Trainer",
     "batch_indices",
     "list_checkpoints",
     "mean_bits_per_dim",

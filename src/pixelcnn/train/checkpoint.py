@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel
 
 from pixelcnn.files import fsync_file
+from pixelcnn.model import DensityModel, ModelConfig, check_finite, load_weights
 from pixelcnn.train.state_io import flatten_state, unflatten_state
 from pixelcnn.values import as_int
 
@@ -224,3 +227,92 @@ def _check_schedule(checkpoint: Checkpoint) -> None:
         raise ValueError(
             f"its schedule stands at step {position} but its step is {checkpoint.step}"
         )
+
+
+@dataclass
+class TrainingParts:
+    """What a checkpoint saves and a resume restores, besides the step."""
+
+    model: DensityModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: AveragedModel | None
+    scaler: torch.amp.GradScaler
+
+
+def save_training_state(
+    parts: TrainingParts, step: int, run_dir: Path, keep: int, order: dict
+) -> None:
+    """Checkpoint ``parts`` at ``step`` (with the data order ``order``), and write the model
+    to use (the weight average when there is one) into ``run_dir`` itself."""
+    model, ema, scaler = parts.model, parts.ema, parts.scaler
+    # the guard restores before any non-finite weights could get here; never save them
+    check_finite(model.state_dict(), f"the weights at step {step}")
+    if ema is not None:
+        check_finite(ema.state_dict(), f"the weight average at step {step}")
+    cuda = torch.cuda.is_initialized()
+    checkpoint = Checkpoint(
+        step=step,
+        model=model.state_dict(),
+        optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.scheduler.state_dict(),
+        rng=torch.get_rng_state(),
+        cuda_rng=torch.stack(torch.cuda.get_rng_state_all()) if cuda else None,
+        model_config=model.config.to_json(),
+        ema=ema.state_dict() if ema is not None else None,
+        scaler=scaler.state_dict() if scaler.is_enabled() else None,
+        data_order=order,
+    )
+    save_checkpoint(run_dir, checkpoint, keep=keep)
+    # The run directory itself always holds the latest loadable model: the average if any.
+    (ema.module if ema is not None else model).save(run_dir)
+
+
+def restore_training_state(
+    parts: TrainingParts, run_dir: Path, log: Callable[[str], None], order: dict
+) -> int:
+    """Load the newest checkpoint into ``parts``; its step. ``order`` is this run's data
+    order at step 0: a different one is allowed, but said (the batches will differ)."""
+    model, ema = parts.model, parts.ema
+    checkpoints = list_checkpoints(run_dir)
+    checkpoint = load_checkpoint(checkpoints[-1])
+    try:
+        stored_config = ModelConfig.from_json(checkpoint.model_config, str(checkpoints[-1]))
+    except ValueError:
+        stored_config = None
+    if stored_config != model.config:
+        raise ValueError(f"checkpoint {checkpoints[-1]} belongs to a different model configuration")
+    load_weights(model, checkpoint.model, source=str(checkpoints[-1]))
+    try:
+        parts.optimizer.load_state_dict(checkpoint.optimizer)
+        parts.scheduler.load_state_dict(checkpoint.scheduler)
+        torch.set_rng_state(checkpoint.rng)
+        if checkpoint.cuda_rng is not None and torch.cuda.is_available():
+            if len(checkpoint.cuda_rng) != torch.cuda.device_count():
+                raise ValueError(
+                    f"it holds the random state of {len(checkpoint.cuda_rng)} GPUs, "
+                    f"this machine has {torch.cuda.device_count()}"
+                )
+            torch.cuda.set_rng_state_all(list(checkpoint.cuda_rng))
+        if ema is not None:
+            if checkpoint.ema is None:
+                raise ValueError("it was trained without a weight average (--ema 0)")
+            ema.load_state_dict(checkpoint.ema)
+        if parts.scaler.is_enabled() and checkpoint.scaler is not None:
+            parts.scaler.load_state_dict(checkpoint.scaler)
+    except Exception as error:  # noqa: BLE001 - any bad state, one line naming the file
+        raise ValueError(
+            f"checkpoint {checkpoints[-1]} has unusable training state: {error}"
+        ) from None
+    log(f"resumed from {checkpoints[-1]} at step {checkpoint.step}")
+    stored = {k: v for k, v in (checkpoint.data_order or {}).items() if k in _ORDER_KEYS}
+    current = {k: order[k] for k in _ORDER_KEYS}
+    if stored and stored != current:
+        log(
+            f"note: the data order differs from the checkpoint's ({stored} then, {current} "
+            "now): the resumed run will not see the batches an uninterrupted one would"
+        )
+    return checkpoint.step
+
+
+_ORDER_KEYS = ("seed", "batch_size", "images")  # what decides the order of the batches
