@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,36 +147,8 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     else:
         check_new_run(run_dir, force=args.force)
         check_writable(run_dir / ARGS_FILE)  # before any data is loaded
-
-    hyperparameters = parse_hyperparameters(args.hp)
-    train_images, train_labels, classes = load_split(
-        args.data, "train", args.data_dir, args.size, labels=args.conditional
-    )
-    test_images, test_labels, _ = load_split(
-        args.data, "test", args.data_dir, args.size, labels=args.conditional
-    )
-    if args.conditional:
-        if "num_classes" not in hyperparameter_names(args.model):
-            raise ValueError(f"--conditional needs a model with conditioning, not {args.model}")
-        if len(test_labels) and int(test_labels.max()) >= classes:
-            raise ValueError(
-                f"{args.data}: test labels reach {int(test_labels.max())} but the training "
-                f"split has {classes} classes (0..{classes - 1})"
-            )
-        hyperparameters["num_classes"] = classes
-    torch.manual_seed(args.seed)
-    model = pixelcnn.create(
-        args.model,
-        image_shape=tuple(train_images.shape[1:]),
-        levels=args.levels,
-        likelihood=args.likelihood,
-        preset=args.preset,
-        **hyperparameters,
-    )
-    model.to(world.device())
-    train_images, test_images = model.quantize(train_images), model.quantize(test_images)
-    with torch.no_grad():  # a size or condition the network cannot take fails here, not later
-        model.log_prob(train_images[:1], None if train_labels is None else train_labels[:1])
+    data = _training_data(args)
+    model = _training_model(args, data, world)
     options = TrainOptions.for_network(
         args.model,
         steps=args.steps,
@@ -209,24 +182,23 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     processes = f" in {world.size} processes" if world.distributed else ""
     say(
         f"training {args.model} ({parameters:,} parameters) on {args.data}: "
-        f"{len(train_images)} train / {len(test_images)} test images of shape "
-        f"{list(train_images.shape[1:])}, {args.levels} levels, {args.steps} steps{processes}"
+        f"{len(data.train)} train / {len(data.test)} test images of shape "
+        f"{list(data.train.shape[1:])}, {args.levels} levels, {args.steps} steps{processes}"
     )
     trained = train(
         model,
-        train_images,
-        test_images,
+        data.train,
+        data.test,
         options,
         run_dir,
         resume=args.resume,
-        train_condition=train_labels,
-        test_condition=test_labels,
+        train_condition=data.train_labels,
+        test_condition=data.test_labels,
         # once the run can start (a resume that fails changes nothing)
         on_start=lambda step: start_run(run_dir, run_args),
         world=world,
         log=say,
     )
-    model = trained.eval_model  # the weight average, when training kept one
     if trained.stopped_by:
         say(
             f"pixelcnn: stopped by {trained.stopped_by} at step {trained.step} with a "
@@ -234,23 +206,85 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
             file=sys.stderr,
         )
         raise SystemExit(EXIT_STOPPED)
-    if not world.is_main:
-        return  # samples and the final evaluation: once, in the main process
+    if world.is_main:  # samples and the final evaluation: once, in the main process
+        _finish(args, trained.eval_model, data, run_dir)
 
+
+@dataclass
+class TrainingSplits:
+    """uint8 images [N, C, H, W] of both splits (snapped to the model's levels once it
+    exists), with labels and the number of classes for a class-conditional run."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+    train_labels: torch.Tensor | None
+    test_labels: torch.Tensor | None
+    classes: int | None
+
+
+def _training_data(args: argparse.Namespace) -> TrainingSplits:
+    """Both splits of --data, checked against each other before any work."""
+    train_images, train_labels, classes = load_split(
+        args.data, "train", args.data_dir, args.size, labels=args.conditional
+    )
+    test_images, test_labels, _ = load_split(
+        args.data, "test", args.data_dir, args.size, labels=args.conditional
+    )
+    if args.conditional and len(test_labels) and int(test_labels.max()) >= classes:
+        raise ValueError(
+            f"{args.data}: test labels reach {int(test_labels.max())} but the training "
+            f"split has {classes} classes (0..{classes - 1})"
+        )
+    return TrainingSplits(train_images, test_images, train_labels, test_labels, classes)
+
+
+def _training_model(
+    args: argparse.Namespace, data: TrainingSplits, world: World
+) -> pixelcnn.DensityModel:
+    """The network --model asks for, sized for the data, on this process's device; the
+    data snapped to its levels. A size or condition it cannot take fails here."""
+    hyperparameters = parse_hyperparameters(args.hp)
+    if args.conditional:
+        if "num_classes" not in hyperparameter_names(args.model):
+            raise ValueError(f"--conditional needs a model with conditioning, not {args.model}")
+        hyperparameters["num_classes"] = data.classes
+    torch.manual_seed(args.seed)
+    model = pixelcnn.create(
+        args.model,
+        image_shape=tuple(data.train.shape[1:]),
+        levels=args.levels,
+        likelihood=args.likelihood,
+        preset=args.preset,
+        **hyperparameters,
+    )
+    model.to(world.device())
+    data.train, data.test = model.quantize(data.train), model.quantize(data.test)
+    with torch.no_grad():  # one image through the model before anything is written
+        labels = data.train_labels
+        model.log_prob(data.train[:1], None if labels is None else labels[:1])
+    return model
+
+
+def _finish(
+    args: argparse.Namespace, model: pixelcnn.DensityModel, data: TrainingSplits, run_dir: Path
+) -> None:
+    """The end of a run: a grid of samples (a row per class when conditional) and the
+    exact test bits/dim of the model to use (the weight average, when kept)."""
     if args.samples:
         generator = torch.Generator(device=model.device).manual_seed(args.seed)
+        progress = not args.quiet
         if args.conditional:  # one row per class
-            per_class = max(1, args.samples // classes)
-            labels = torch.arange(classes).repeat_interleave(per_class)
-            images = model.sample(len(labels), labels, generator=generator, progress=not args.quiet)
+            per_class = max(1, args.samples // data.classes)
+            labels = torch.arange(data.classes).repeat_interleave(per_class)
+            images = model.sample(len(labels), labels, generator=generator, progress=progress)
             path = save_image_grid(
                 images, run_dir / SAMPLES_FILE, columns=per_class, kind=SAMPLES_KIND
             )
         else:
-            images = model.sample(args.samples, generator=generator, progress=not args.quiet)
+            images = model.sample(args.samples, generator=generator, progress=progress)
             path = save_image_grid(images, run_dir / SAMPLES_FILE, kind=SAMPLES_KIND)
         print(f"samples: {path}")
-    result = evaluate(model, test_images, progress=not args.quiet, condition=test_labels)
+    result = evaluate(model, data.test, progress=not args.quiet, condition=data.test_labels)
     print(
         f"test bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
         f"({result.count} {args.data} test images, {args.levels} levels)"

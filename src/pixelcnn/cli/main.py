@@ -34,7 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, sample and evaluate PixelCNN-family image models (exact likelihoods).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_sample, _add_complete, _add_eval):
+        add(commands)
+    receptive_field_command.add_parser(commands)
+    return parser
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    """``pixelcnn train``: the run directory, data, network, likelihood and options."""
     train = commands.add_parser("train", help="train a model into a run directory")
     train.add_argument("--model", default="gated", choices=sorted(NETWORKS))
     train.add_argument(
@@ -115,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--force", action="store_true", help="replace the run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def _add_sample(commands: argparse._SubParsersAction) -> None:
+    """``pixelcnn sample``: a PNG grid of samples from a run."""
     sample = commands.add_parser("sample", help="write a PNG grid of samples from a run")
     sample.add_argument("run", type=path, help="run directory (or saved model directory)")
     sample.add_argument("--n", type=count(1), default=16, help="number of images")
@@ -134,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     sample.add_argument("--quiet", action="store_true")
 
+
+def _add_complete(commands: argparse._SubParsersAction) -> None:
+    """``pixelcnn complete``: a PNG grid of completions of a picture's top rows."""
     complete = commands.add_parser(
         "complete", help="write a PNG grid of completions of a picture's top rows"
     )
@@ -175,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     complete.add_argument("--quiet", action="store_true")
 
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    """``pixelcnn eval``: exact bits/dim and nats/image on a dataset."""
     evaluate = commands.add_parser("eval", help="exact bits/dim and nats/image on a dataset")
     evaluate.add_argument("run", type=path, help="run directory (or saved model directory)")
     evaluate.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
@@ -185,9 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=count(1), default=256)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--quiet", action="store_true")
-
-    receptive_field_command.add_parser(commands)
-    return parser
 
 
 def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
