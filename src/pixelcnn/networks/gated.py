@@ -10,7 +10,8 @@ from torch import nn
 
 from pixelcnn.networks.base import Network
 from pixelcnn.nn import ConditionSpec, GatedBlock, MaskedConv2d
-from pixelcnn.nn.stepping import Cursor, GenerationSteps, condition_at, steppers
+from pixelcnn.nn.conditioning import condition_at
+from pixelcnn.nn.stepping import Cursor, GenerationSteps, steppers
 
 
 class GatedPixelCNN(Network):

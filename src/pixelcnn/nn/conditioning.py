@@ -3,6 +3,11 @@
 As in the Conditional PixelCNN, every kind of condition is mapped to a bias that is added
 inside both gates of every block: a class through an embedding, a vector h through a linear
 map, a spatial map s (already resized to the image grid) through a 1x1 convolution.
+
+This module owns the network's form of a condition (a dict of tensors, see
+``pixelcnn.conditions`` for the user's form): what a network accepts (``ConditionSpec``),
+its projection, its part at one row or pixel (``condition_at``, for stepping) and a
+neutral one (``neutral_condition``, for measuring receptive fields).
 """
 
 from __future__ import annotations
@@ -66,3 +71,34 @@ class ConditionProjection(nn.Module):
         if self.by_map is not None:
             bias = bias + self.by_map(condition["spatial"][:, :, :height])
         return bias.chunk(self.parts, dim=1)
+
+
+def condition_at(
+    condition: dict[str, torch.Tensor] | None, row: int, col: int | None = None
+) -> dict[str, torch.Tensor] | None:
+    """The part of a prepared condition at one row (or pixel): spatial maps are cut to
+    [B, s, 1, W] (or [B, s, 1, 1]); class and vector conditions hold for every position."""
+    if condition is None or "spatial" not in condition:
+        return condition
+    spatial = condition["spatial"][:, :, row : row + 1]
+    if col is not None:
+        spatial = spatial[:, :, :, col : col + 1]
+    return {**condition, "spatial": spatial}
+
+
+def neutral_condition(
+    spec: ConditionSpec, batch: int, grid: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """A prepared condition of zeros for every kind in ``spec``.
+
+    class -> int64 [batch] (label 0), vector -> [batch, d], spatial -> [batch, s, H, W].
+    Conditions add a per-image bias; they never connect pixels, so any value will do.
+    """
+    condition = {}
+    if spec.num_classes:
+        condition["class"] = torch.zeros(batch, dtype=torch.int64)
+    if spec.vector_dim:
+        condition["vector"] = torch.zeros(batch, spec.vector_dim, dtype=torch.float64)
+    if spec.spatial_channels:
+        condition["spatial"] = torch.zeros(batch, spec.spatial_channels, *grid, dtype=torch.float64)
+    return condition

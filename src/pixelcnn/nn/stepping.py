@@ -293,16 +293,3 @@ class GenerationSteps:
         """What the image layers receive of a network input [B, C_in, 1, 1] (itself, unless
         the network's forward adds to it)."""
         return x
-
-
-def condition_at(
-    condition: dict[str, torch.Tensor] | None, row: int, col: int | None = None
-) -> dict[str, torch.Tensor] | None:
-    """The part of a prepared condition at one row (or pixel): spatial maps are cut to
-    [B, s, 1, W] (or [B, s, 1, 1]); class and vector conditions hold for every position."""
-    if condition is None or "spatial" not in condition:
-        return condition
-    spatial = condition["spatial"][:, :, row : row + 1]
-    if col is not None:
-        spatial = spatial[:, :, :, col : col + 1]
-    return {**condition, "spatial": spatial}

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pixelcnn.nn import MaskedConv2d
+from pixelcnn.nn.conditioning import neutral_condition
 
 Position = tuple[int, int]
 
@@ -115,22 +116,6 @@ def receptive_field(
     """
     sensitivity = input_sensitivity(network, input_shape, position, trials, condition)
     return sensitivity.sum(dim=0) > 0
-
-
-def neutral_condition(spec: Any, batch: int, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """A prepared condition of zeros for every kind in ``spec`` (a ConditionSpec).
-
-    class -> int64 [batch] (label 0), vector -> [batch, d], spatial -> [batch, s, H, W].
-    Conditions add a per-image bias; they never connect pixels, so any value will do.
-    """
-    condition = {}
-    if spec.num_classes:
-        condition["class"] = torch.zeros(batch, dtype=torch.int64)
-    if spec.vector_dim:
-        condition["vector"] = torch.zeros(batch, spec.vector_dim, dtype=torch.float64)
-    if spec.spatial_channels:
-        condition["spatial"] = torch.zeros(batch, spec.spatial_channels, *grid, dtype=torch.float64)
-    return condition
 
 
 def _model_inputs(model: Any, position: Position | None, trials: int):
