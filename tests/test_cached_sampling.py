@@ -9,32 +9,34 @@ from torch.utils.flop_counter import FlopCounterMode
 import pixelcnn
 from pixelcnn.nn.stepping import RowQueue, Steppable
 
-# (model, image shape, create() keywords, condition kind): every network, 1 and 3 channels,
-# both likelihoods, every kind of condition a network takes, and token grids.
-CASES = [
-    ("pixelcnn", (1, 6, 5), {}, None),
-    ("pixelcnn", (3, 5, 4), {}, None),
-    ("gated", (1, 6, 5), {}, None),
-    ("gated", (3, 5, 4), {}, None),
-    ("gated", (3, 5, 4), {"num_classes": 3}, "class"),
-    ("gated", (1, 5, 6), {"vector_dim": 2}, "vector"),
-    ("gated", (3, 4, 5), {"spatial_channels": 2}, "spatial"),
-    ("gated", (3, 4, 4), {"likelihood": "logistic_mixture"}, None),
-    ("gated", (5, 6), {"data": "tokens", "embedding_dim": 4}, None),
-    ("pixelcnnpp", (1, 8, 8), {}, None),
-    ("pixelcnnpp", (3, 8, 12), {}, None),
-    ("pixelcnnpp", (3, 8, 8), {"num_classes": 3}, "class"),
-    ("pixelcnnpp", (1, 12, 8), {"vector_dim": 2}, "vector"),
-    ("pixelcnnpp", (3, 8, 8), {"likelihood": "categorical"}, None),
+# (model, image shape, create() keywords, condition kind). Every network x likelihood x
+# channel count x condition kind x token input is drawn cached == naive by the contract
+# suite (tests/test_contracts.py) on small square images; these add non-square images,
+# larger grids, other kernel sizes and deeper stacks, and check the scores on the way.
+NAMED = {
+    "pixelcnn-rgb": ("pixelcnn", (3, 5, 4), {}, None),
+    "gated-grey": ("gated", (1, 6, 5), {}, None),
+    "gated-rgb": ("gated", (3, 5, 4), {}, None),
+    "gated-class": ("gated", (3, 5, 4), {"num_classes": 3}, "class"),
+    "gated-spatial": ("gated", (3, 4, 5), {"spatial_channels": 2}, "spatial"),
+    "gated-mixture": ("gated", (3, 4, 4), {"likelihood": "logistic_mixture"}, None),
+    "gated-tokens": ("gated", (5, 6), {"data": "tokens", "embedding_dim": 4}, None),
+    "pixelcnnpp-wide": ("pixelcnnpp", (3, 8, 12), {}, None),
+    "pixelcnnpp-class": ("pixelcnnpp", (3, 8, 8), {"num_classes": 3}, "class"),
+    "pixelcnnpp-tall-vector": ("pixelcnnpp", (1, 12, 8), {"vector_dim": 2}, "vector"),
     # other kernel sizes, 1x1 input layers (no queue) included
-    ("pixelcnn", (3, 5, 4), {"input_kernel": 1, "residual_kernel": 5}, None),
-    ("gated", (1, 5, 6), {"input_kernel": 1, "kernel_size": 5}, None),
-    ("pixelcnnpp", (3, 8, 8), {"resnets_per_stage": 3}, None),  # deeper U-Net stacks
-]
-IDS = [
-    f"{m}-{'x'.join(map(str, s))}-{k or ''}-{'-'.join(map(str, kw.values()))}"
-    for m, s, kw, k in CASES
-]
+    "pixelcnn-kernels": ("pixelcnn", (3, 5, 4), {"input_kernel": 1, "residual_kernel": 5}, None),
+    "gated-kernels": ("gated", (1, 5, 6), {"input_kernel": 1, "kernel_size": 5}, None),
+    "pixelcnnpp-deep": ("pixelcnnpp", (3, 8, 8), {"resnets_per_stage": 3}, None),
+}
+CASES, IDS = list(NAMED.values()), list(NAMED)
+
+
+def some(*names):
+    """A parametrization over the named cases."""
+    return pytest.mark.parametrize("case", [NAMED[n] for n in names], ids=list(names))
+
+
 BATCH = 3
 
 
@@ -73,9 +75,7 @@ def test_cached_and_naive_draw_identical_images(case):
     assert torch.allclose(log_probs, expected.float(), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "case", [CASES[i] for i in (1, 3, 6, 7, 10)], ids=[IDS[i] for i in (1, 3, 6, 7, 10)]
-)
+@some("pixelcnn-rgb", "gated-rgb", "gated-spatial", "gated-mixture", "pixelcnnpp-wide")
 def test_float32_cached_log_probs_match_a_forward_pass(case):
     model, condition = make(case, dtype=torch.float32)
     naive, _ = draw(model, condition, "naive", seed=11)
@@ -86,17 +86,15 @@ def test_float32_cached_log_probs_match_a_forward_pass(case):
 
 
 @pytest.mark.parametrize("temperature", [0, 0.5, 2.0])
-@pytest.mark.parametrize("index", [3, 10])
-def test_temperature_is_applied_alike(temperature, index):
-    model, condition = make(CASES[index])
+@pytest.mark.parametrize("name", ["gated-rgb", "pixelcnnpp-wide"])
+def test_temperature_is_applied_alike(temperature, name):
+    model, condition = make(NAMED[name])
     naive, _ = draw(model, condition, "naive", temperature=temperature)
     cached, _ = draw(model, condition, "cached", temperature=temperature)
     assert torch.equal(naive, cached)
 
 
-@pytest.mark.parametrize(
-    "case", [CASES[i] for i in (1, 4, 7, 8, 11)], ids=[IDS[i] for i in (1, 4, 7, 8, 11)]
-)
+@some("pixelcnn-rgb", "gated-class", "gated-mixture", "gated-tokens", "pixelcnnpp-class")
 def test_teacher_forced_steps_score_known_images_like_a_forward_pass(case):
     """Completing an image whose every sub-pixel is known runs every step with known
     inputs: its log-probabilities are then exactly conditional_log_probs."""
@@ -125,7 +123,7 @@ def test_work_per_pixel_does_not_grow_with_the_image(name, shape):
 
 
 def test_layers_compute_whole_images_again_after_sampling_even_after_an_error(monkeypatch):
-    model, _ = make(CASES[10])
+    model, _ = make(NAMED["pixelcnnpp-wide"])
     levels = torch.randint(0, 6, (2, 3, 8, 12))
     before = model(levels)
 
@@ -141,7 +139,7 @@ def test_layers_compute_whole_images_again_after_sampling_even_after_an_error(mo
 
 
 def test_sample_rejects_unknown_methods_and_bad_temperatures():
-    model, _ = make(CASES[2])
+    model, _ = make(NAMED["gated-grey"])
     with pytest.raises(ValueError, match="method"):
         model.sample(2, method="fast")
     for temperature in (-1.0, float("nan"), float("inf"), "hot"):

@@ -110,14 +110,14 @@ def build(case: Case) -> pixelcnn.DensityModel:
     )
 
 
-def condition_for(case: Case, batch: int, generator: torch.Generator):
+def condition_for(case: Case, batch: int, generator: torch.Generator, dtype=torch.float64):
     n = side(case)
     if case.condition == "class":
         return torch.randint(0, 2, (batch,), generator=generator)
     if case.condition == "vector":
-        return torch.randn(batch, 2, generator=generator, dtype=torch.float64)
+        return torch.randn(batch, 2, generator=generator, dtype=dtype)
     if case.condition == "spatial":
-        return torch.randn(batch, 2, n, n, generator=generator, dtype=torch.float64)
+        return torch.randn(batch, 2, n, n, generator=generator, dtype=dtype)
     return None
 
 
@@ -128,6 +128,13 @@ def random_levels(model, batch: int, generator: torch.Generator) -> torch.Tensor
 def random_data(model, batch: int, generator: torch.Generator) -> torch.Tensor:
     """What a user hands in: uint8 images [B, C, H, W] or token grids [B, H, W]."""
     return model.encoding.from_levels(random_levels(model, batch, generator))
+
+
+def float32_inputs(case: Case, model, batch: int, seed: int):
+    """Data and a condition for a float32 model (as built)."""
+    generator = torch.Generator().manual_seed(seed)
+    data = random_data(model, batch, generator)
+    return data, condition_for(case, batch, generator, torch.float32)
 
 
 def lively(model: pixelcnn.DensityModel) -> pixelcnn.DensityModel:
@@ -239,11 +246,7 @@ def test_cached_sampling_draws_what_naive_sampling_draws(case):
 # ------------------------------------------------------------------------------- files
 def test_save_and_load_give_the_same_model(case, tmp_path):
     model = build(case)
-    generator = torch.Generator().manual_seed(7)
-    data = random_data(model, 2, generator)
-    condition = condition_for(case, 2, generator)
-    if condition is not None and condition.is_floating_point():
-        condition = condition.float()
+    data, condition = float32_inputs(case, model, 2, seed=7)
     model.save(tmp_path / "m")
     same = pixelcnn.load(tmp_path / "m")
     assert same.config == model.config
@@ -254,11 +257,7 @@ def test_save_and_load_give_the_same_model(case, tmp_path):
 # ---------------------------------------------------------------------------- training
 def test_a_training_step_through_the_library(case, tmp_path):
     model = build(case)
-    generator = torch.Generator().manual_seed(8)
-    data = random_data(model, 8, generator)
-    condition = condition_for(case, 8, generator)
-    if condition is not None and condition.is_floating_point():
-        condition = condition.float()
+    data, condition = float32_inputs(case, model, 8, seed=8)
     before = copy.deepcopy(model.state_dict())
     options = TrainOptions.for_network(
         case.network, steps=2, batch_size=4, eval_every=0, progress=False, init_images=0
