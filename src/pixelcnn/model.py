@@ -209,6 +209,12 @@ class DensityModel(nn.Module):
         """Exact log-likelihood in nats per image: [B, C, H, W] (or tokens [B, H, W]) -> [B]."""
         return self._log_probs(images, condition).flatten(1).sum(1)
 
+    def nll_map(self, images: Any, condition: Any = None) -> torch.Tensor:
+        """Where the model is surprised: -log p of each pixel given the pixels before it,
+        in nats, summed over its channels: [B, C, H, W] (tokens [B, H, W]) -> [B, H, W].
+        Each image's map sums to its -log p(x) (:meth:`log_prob`)."""
+        return -self._log_probs(images, condition).sum(1)
+
     def bits_per_dim(self, images: Any, condition: Any = None) -> torch.Tensor:
         """-log2 p(x) / (C * H * W): -> [B]."""
         return bits_per_dim(-self.log_prob(images, condition), math.prod(self.image_shape))

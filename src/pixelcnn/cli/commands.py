@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,16 @@ from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.networks import hyperparameter_names
-from pixelcnn.pictures import save_image_grid
+from pixelcnn.pictures import save_image_grid, save_png
+from pixelcnn.scoring import (
+    HEATMAP_KIND,
+    check_score_path,
+    heatmap_picture,
+    is_score_file,
+    most_surprising,
+    score_rows,
+    write_rows,
+)
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.distributed import World, join_from_environment, leave, silent
 from pixelcnn.train.precision import check_precision
@@ -403,8 +413,10 @@ def run_complete(args: argparse.Namespace) -> None:
     print(f"completions: {save_image_grid(grid, out, columns=columns, kind=COMPLETIONS_KIND)}")
 
 
-def run_eval(args: argparse.Namespace) -> None:
-    model = load_run_model(args.run)
+def _eval_split(args: argparse.Namespace, model) -> tuple[str, torch.Tensor, Any, Any]:
+    """The data ``eval`` and ``score`` read: --data (default: the run's own, at the run's
+    --size), one split, the first --limit images, snapped to the model's levels. -> (name,
+    uint8 images [N, C, H, W], class labels [N] or None, source names or None)."""
     stored: dict[str, Any] = {}
     if args.data is None or args.size is None:
         try:
@@ -418,19 +430,26 @@ def run_eval(args: argparse.Namespace) -> None:
     size = args.size if args.size is not None else stored.get("size")
     if model.condition_spec and not model.condition_spec.num_classes:
         raise ValueError("this model needs vector or spatial conditions; evaluate it with the API")
-    conditional = bool(model.condition_spec)
-    images, labels, _ = load_split(data, args.split, data_dir, size, labels=conditional)
-    if args.limit:
-        images = images[: args.limit]
-        labels = labels[: args.limit] if labels is not None else None
+    dataset = load_dataset(data, split=args.split, root=data_dir, size=size)
+    images = torch.from_numpy(dataset.images[: args.limit])
+    labels, sources = dataset.labels, dataset.sources
+    if model.condition_spec and labels is None:
+        raise ValueError(f"{data} has no labels, and this model is class-conditional")
+    labels = torch.from_numpy(labels[: args.limit]).long() if labels is not None else None
+    sources = sources[: args.limit] if sources is not None else None
     if tuple(images.shape[1:]) != tuple(model.image_shape):
         raise ValueError(
             f"{data} images have shape {list(images.shape[1:])} but the model takes "
             f"{list(model.image_shape)} (use --size)"
         )
-    result = evaluate(
-        model, model.quantize(images), args.batch_size, progress=not args.quiet, condition=labels
-    )
+    return data, model.quantize(images), labels, sources
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    model = load_run_model(args.run)
+    data, images, labels, _ = _eval_split(args, model)
+    condition = labels if model.condition_spec else None
+    result = evaluate(model, images, args.batch_size, progress=not args.quiet, condition=condition)
     if args.json:
         print(json.dumps({"data": data, "split": args.split, **result.as_dict()}))
     else:
@@ -438,3 +457,37 @@ def run_eval(args: argparse.Namespace) -> None:
             f"bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
             f"({result.count} {data} {args.split} images, {model.levels} levels)"
         )
+
+
+def run_score(args: argparse.Namespace) -> None:
+    """One row per image, and with --heatmaps a picture of each (or the --top K most
+    surprising) image beside its per-pixel NLL, plus a grid of the extremes."""
+    out = check_score_path(args.out)
+    check_output(out, "scores", args.overwrite, earlier=is_score_file)
+    model = load_run_model(args.run)
+    data, images, labels, sources = _eval_split(args, model)
+    condition = labels if model.condition_spec else None
+    heatmaps = Path(args.heatmaps) if args.heatmaps else None
+    if heatmaps is not None and heatmaps.exists() and not heatmaps.is_dir():
+        raise ValueError(f"--heatmaps {heatmaps} exists and is not a directory")
+    result = evaluate(model, images, args.batch_size, progress=not args.quiet, condition=condition)
+    rows = score_rows(result, math.prod(model.image_shape), sources, labels)
+    print(f"scores: {write_rows(rows, out)} ({len(rows)} {data} {args.split} images)")
+    if heatmaps is not None:
+        chosen = most_surprising(result.nats, args.top)
+        targets = [heatmaps / f"heatmap_{index:06d}.png" for index in chosen]
+        grid = heatmaps / "extremes.png"
+        for target in [*targets, grid]:  # every picture's place, before any is drawn
+            check_output(target, HEATMAP_KIND, args.overwrite)
+        heatmaps.mkdir(parents=True, exist_ok=True)
+        for index, target in zip(chosen, targets, strict=True):
+            cond = None if condition is None else condition[index : index + 1]
+            with torch.no_grad():
+                nll = model.nll_map(images[index : index + 1], cond)[0].cpu()
+            title = f"{rows[index]['source']}: {rows[index]['bits_per_dim']:.3f} bits/dim"
+            save_png(heatmap_picture(images[index], nll.float(), title), target, HEATMAP_KIND)
+        order = most_surprising(result.nats, None)
+        k = min(args.top or 8, len(order))
+        extremes = images[[*order[:k], *order[::-1][:k]]]
+        save_image_grid(extremes, grid, columns=k, kind=HEATMAP_KIND)
+        print(f"heatmaps: {len(chosen)} in {heatmaps}, and {grid} (top row: least likely)")

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, sample and evaluate PixelCNN-family image models (exact likelihoods).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_complete, _add_eval):
+    for add in (_add_train, _add_sample, _add_complete, _add_eval, _add_score):
         add(commands)
     receptive_field_command.add_parser(commands)
     return parser
@@ -203,6 +203,29 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--quiet", action="store_true")
 
 
+def _add_score(commands: argparse._SubParsersAction) -> None:
+    """``pixelcnn score``: one row per image, and pictures of where the model is surprised."""
+    score = commands.add_parser(
+        "score", help="per-image nats and bits/dim (CSV or JSON lines), and NLL heatmaps"
+    )
+    score.add_argument("run", type=path, help="run directory (or saved model directory)")
+    score.add_argument("--out", type=path, required=True, help="FILE.csv or FILE.jsonl")
+    score.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
+    score.add_argument("--data-dir", type=path, default=None)
+    score.add_argument("--split", default="test", choices=["train", "test"])
+    score.add_argument("--size", type=count(1), default=None)
+    score.add_argument("--limit", type=count(1), default=None, help="score the first N images")
+    score.add_argument("--batch-size", type=count(1), default=256)
+    score.add_argument(
+        "--heatmaps", type=path, default=None, metavar="DIR", help="a PNG per image of its NLL"
+    )
+    score.add_argument(
+        "--top", type=count(1), default=None, metavar="K", help="heatmaps of the K least likely"
+    )
+    score.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    score.add_argument("--quiet", action="store_true")
+
+
 def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """Every action of ``parser`` and of its sub-commands."""
     found = []
@@ -282,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample": commands.run_sample,
         "complete": commands.run_complete,
         "eval": commands.run_eval,
+        "score": commands.run_score,
         "receptive-field": receptive_field_command.run,
     }
     try:

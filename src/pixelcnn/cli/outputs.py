@@ -4,7 +4,7 @@ it must not (a trained model, the input picture, a device node, a user's file)."
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pixelcnn.files import NotWritableError, check_writable
@@ -17,13 +17,15 @@ def check_output(
     kind: str,
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike] = (),
+    earlier: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Refuse, before any work, an output path whose file must not be replaced.
 
     A new file is fine, and so is an earlier output of the same ``kind`` (its PNG tag says
-    so). Never replaced: anything but a regular file (a device node, a pipe, a symbolic
-    link), one of ``inputs``, and any other file in a run or model directory. Other
-    existing files are replaced only with ``overwrite``.
+    so, or ``earlier(path)`` for files that are not pictures). Never replaced: anything but
+    a regular file (a device node, a pipe, a symbolic link), one of ``inputs``, and any
+    other file in a run or model directory. Other existing files are replaced only with
+    ``overwrite``.
     """
     path = Path(path)
     check_writable(path)
@@ -36,15 +38,15 @@ def check_output(
     for source in inputs:
         if os.path.exists(source) and os.path.samefile(path, source):
             raise NotWritableError(f"--out {path} is the input {source}; it is never replaced")
-    if png_kind(path) == kind:
+    if earlier(path) if earlier is not None else png_kind(path) == kind:
         return path  # an earlier output of this command: replacing it is the point
     if holds_run(path.parent):
         raise NotWritableError(
             f"{path} is a file of the run or model in {path.parent}, not an earlier {kind} "
-            "picture; it is never replaced (choose another --out)"
+            "output; it is never replaced (choose another --out)"
         )
     if not overwrite:
         raise FileExistsError(
-            f"{path} exists and is not an earlier {kind} picture; pass --overwrite to replace it"
+            f"{path} exists and is not an earlier {kind} output; pass --overwrite to replace it"
         )
     return path

@@ -24,9 +24,10 @@ from .readers import (
     DataFormatError,
     checked_labels,
     gunzip_file,
+    image_folder_files,
     read_cifar10,
     read_idx_images,
-    read_image_folder,
+    read_image_files,
     read_npz,
     read_npz_class_names,
     resize_images,
@@ -63,6 +64,8 @@ class ImageDataset:
     name: str
     split: str
     class_names: list[str] | None = None
+    # where each image came from (file names relative to an image folder), when known
+    sources: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -455,9 +458,11 @@ def _load_folder_path(path: Path, split: str) -> ImageDataset:
             raise DatasetNotFoundError(f"{path} has train/ or test/ subfolders but no {split}/")
         if not _holds_images(split_dir):
             raise DataFormatError(f"{split_dir}: the {split} split has no images")
-        images, labels, class_names = read_image_folder(split_dir)
-        return ImageDataset(images, labels, path.name, split, class_names)
-    images, labels, class_names = read_image_folder(path)
+        files, labels, class_names = image_folder_files(split_dir)
+        images, sources = read_image_files(files), _names(files, split_dir)
+        return ImageDataset(images, labels, path.name, split, class_names, sources)
+    files, labels, class_names = image_folder_files(path)
+    images, sources = read_image_files(files), _names(files, path)
     if labels is not None:
         mask = _split_by_class(labels, split)
     else:
@@ -468,7 +473,13 @@ def _load_folder_path(path: Path, split: str) -> ImageDataset:
             "(every tenth image is test); add train/ and test/ subfolders to choose"
         )
     labels = labels[mask] if labels is not None else None
-    return ImageDataset(images[mask], labels, path.name, split, class_names)
+    sources = [name for name, kept in zip(sources, mask, strict=True) if kept]
+    return ImageDataset(images[mask], labels, path.name, split, class_names, sources)
+
+
+def _names(files: list[Path], root: Path) -> list[str]:
+    """Each file's path relative to the folder: where an image came from."""
+    return [str(f.relative_to(root)) for f in files]
 
 
 # --------------------------------------------------------------------------------------------

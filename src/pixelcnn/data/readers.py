@@ -34,10 +34,12 @@ __all__ = [
     "MAX_CLASSES",
     "checked_labels",
     "gunzip_file",
+    "image_folder_files",
     "read_cifar10",
     "read_idx",
     "read_idx_images",
     "read_image_file",
+    "read_image_files",
     "read_image_folder",
     "read_npz",
     "read_npz_class_names",
@@ -664,7 +666,7 @@ def read_image_file(path: str | Path, channels: int | None = None) -> np.ndarray
     return np.array(_with_channels(_decode_image(path), channels))  # owned and writable
 
 
-def _stack_images(paths: list[Path]) -> np.ndarray:
+def read_image_files(paths: list[Path]) -> np.ndarray:
     """Decode and stack files into ``uint8 [N, C, H, W]``; all must share one size."""
     decoded = [read_image_file(p) for p in paths]
     height, width = decoded[0].shape[1:]
@@ -692,11 +694,20 @@ def read_image_folder(
     indices of the sorted subfolder names, which are returned as ``class_names``. Otherwise
     the images directly inside are read unlabelled. Each file is decoded by
     ``read_image_file``: grey images give ``C = 1``, colour images ``C = 3`` (alpha dropped);
-    a folder mixing both is read as RGB.
+    a folder mixing both is read as RGB. The order is :func:`image_folder_files`'s.
 
     Returns images ``uint8 [N, C, H, W]``, labels ``int64 [N]`` or ``None``, class names or
     ``None``.
     """
+    files, labels, class_names = image_folder_files(path)
+    return read_image_files(files), labels, class_names
+
+
+def image_folder_files(
+    path: str | Path,
+) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
+    """The image files of a folder in reading order (by class subfolder, then name), with
+    their labels and the class names (both None without class subfolders)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"image folder {path} does not exist")
@@ -711,7 +722,7 @@ def read_image_folder(
         if not loose:
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
             raise DataFormatError(f"{path}: no image files ({suffixes}) found")
-        return _stack_images(loose), None, None
+        return loose, None, None
     if len(class_dirs) > MAX_CLASSES:
         raise DataFormatError(
             f"{path}: {len(class_dirs)} class subfolders, more than {MAX_CLASSES}"
@@ -721,7 +732,7 @@ def read_image_folder(
         class_files = _image_files(class_dir)
         files += class_files
         labels += [label] * len(class_files)
-    return _stack_images(files), np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs]
+    return files, np.asarray(labels, dtype=np.int64), [d.name for d in class_dirs]
 
 
 # --------------------------------------------------------------------------------------------
