@@ -19,6 +19,7 @@ from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.networks import hyperparameter_names
+from pixelcnn.ood import OOD_METHODS, evaluate_methods
 from pixelcnn.pictures import save_image_grid, save_png
 from pixelcnn.scoring import (
     HEATMAP_KIND,
@@ -63,6 +64,8 @@ RUN_ARGUMENTS = (
     "lr",
     "lr_schedule",
     "grad_clip",
+    "perturb",
+    "weight_decay",
     "ema",
     "data_init",
     "seed",
@@ -166,6 +169,8 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
         learning_rate=args.lr,
         lr_schedule=args.lr_schedule,
         grad_clip=args.grad_clip,
+        perturb=args.perturb,
+        weight_decay=args.weight_decay,
         precision=args.precision,
         tensorboard=args.tensorboard,
         ema_decay=args.ema,
@@ -491,3 +496,64 @@ def run_score(args: argparse.Namespace) -> None:
         extremes = images[[*order[:k], *order[::-1][:k]]]
         save_image_grid(extremes, grid, columns=k, kind=HEATMAP_KIND)
         print(f"heatmaps: {len(chosen)} in {heatmaps}, and {grid} (top row: least likely)")
+
+
+def _ood_images(model, name: str, data_dir: str | None, args: argparse.Namespace) -> torch.Tensor:
+    """One set of ``ood``: uint8 images of the model's shape, snapped to its levels."""
+    dataset = load_dataset(name, split=args.split, root=data_dir, size=args.size)
+    images = torch.from_numpy(dataset.images[: args.limit])
+    if args.rgb and images.shape[1] == 1 and model.image_shape[0] == 3:
+        images = images.repeat(1, 3, 1, 1)
+    if tuple(images.shape[1:]) != tuple(model.image_shape):
+        raise ValueError(
+            f"{name} images have shape {list(images.shape[1:])} but the model takes "
+            f"{list(model.image_shape)} (use --size, and --rgb for grey images)"
+        )
+    return model.quantize(images)
+
+
+def run_ood(args: argparse.Namespace) -> None:
+    """How well each method tells the in-distribution set from the OOD one."""
+    model = load_run_model(args.run)
+    if model.condition_spec or model.encoding.kind != "image":
+        raise ValueError("ood works on unconditional image models")
+    methods = list(OOD_METHODS) if args.method == "all" else [args.method]
+    if args.background is None and "ratio" in methods:
+        if args.method == "ratio":
+            raise ValueError("the ratio method needs a background model: --background RUN")
+        methods.remove("ratio")  # all: what can be computed without one
+    background = load_run_model(args.background) if args.background else None
+    if background is not None and background.config.image_shape != model.config.image_shape:
+        raise ValueError("the --background model takes images of another shape")
+    if background is not None and background.levels != model.levels:
+        raise ValueError("the --background model has another number of levels")
+    sets = {
+        "in": _ood_images(model, args.in_data, args.in_data_dir, args),
+        "ood": _ood_images(model, args.ood_data, args.ood_data_dir, args),
+    }
+    progress = not args.quiet
+
+    def nats_of(which: str):
+        nats = evaluate(model, sets[which], args.batch_size, progress=progress).nats
+        if background is None:
+            return nats, None
+        return nats, evaluate(background, sets[which], args.batch_size, progress=progress).nats
+
+    cache: dict[str, Any] = {}
+    results = evaluate_methods(
+        methods,
+        lambda which: cache.setdefault(which, nats_of(which)),
+        lambda which: sets[which].numpy(),
+        args.compressor,
+    )
+    counts = {"in_images": len(sets["in"]), "ood_images": len(sets["ood"])}
+    if args.json:
+        print(json.dumps({"in": args.in_data, "ood": args.ood_data, **counts, **results}))
+        return
+    print(f"{args.in_data} (in, {counts['in_images']}) vs {args.ood_data} (ood, "
+          f"{counts['ood_images']}):")  # fmt: skip
+    for method, metrics in results.items():
+        print(
+            f"  {method:<10}  AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f}  "
+            f"FPR@95%TPR {metrics['fpr_at_95_tpr']:.4f}"
+        )

@@ -11,6 +11,7 @@ from pixelcnn.cli import receptive_field_command
 from pixelcnn.cli.arguments import count, number, path
 from pixelcnn.likelihoods import LIKELIHOODS
 from pixelcnn.networks import NETWORKS
+from pixelcnn.ood import COMPRESSORS, OOD_METHODS
 from pixelcnn.sampling import SAMPLING_METHODS
 from pixelcnn.train.precision import PRECISIONS
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, sample and evaluate PixelCNN-family image models (exact likelihoods).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_complete, _add_eval, _add_score):
+    for add in (_add_train, _add_sample, _add_complete, _add_eval, _add_score, _add_ood):
         add(commands)
     receptive_field_command.add_parser(commands)
     return parser
@@ -75,6 +76,17 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
     train.add_argument(
         "--grad-clip", type=number(0), default=1.0, help="max gradient norm (0: off)"
+    )
+    train.add_argument(
+        "--perturb",
+        type=number(0, below=1),
+        default=0.0,
+        metavar="RATE",
+        help="replace each training sub-pixel by a random level at this rate (a background "
+        "model for ood --method ratio; 0.1-0.3)",
+    )
+    train.add_argument(
+        "--weight-decay", type=number(0), default=0.0, help="L2 penalty of Adam (0: none)"
     )
     train.add_argument(
         "--no-tensorboard",
@@ -226,6 +238,31 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--quiet", action="store_true")
 
 
+def _add_ood(commands: argparse._SubParsersAction) -> None:
+    """``pixelcnn ood``: how well likelihood-based methods tell two datasets apart."""
+    ood = commands.add_parser(
+        "ood", help="out-of-distribution detection: AUROC, AUPRC, FPR at 95%% TPR per method"
+    )
+    ood.add_argument("run", type=path, help="run directory (or saved model directory)")
+    ood.add_argument("--in-data", type=path, required=True, help="the in-distribution set")
+    ood.add_argument("--ood-data", type=path, required=True, help="the out-of-distribution set")
+    ood.add_argument("--in-data-dir", type=path, default=None)
+    ood.add_argument("--ood-data-dir", type=path, default=None)
+    ood.add_argument("--split", default="test", choices=["train", "test"])
+    ood.add_argument("--limit", type=count(1), default=None, help="the first N images of each")
+    ood.add_argument("--size", type=count(1), default=None, help="resize both sets to SIZE")
+    ood.add_argument("--rgb", action="store_true", help="repeat grey images into RGB")
+    ood.add_argument("--method", default="all", choices=[*OOD_METHODS, "all"], help="default: all")
+    ood.add_argument(
+        "--background", type=path, default=None, metavar="RUN", help="for ratio: a run trained "
+        "with --perturb"
+    )  # fmt: skip
+    ood.add_argument("--compressor", default="png", choices=COMPRESSORS, help="for complexity")
+    ood.add_argument("--batch-size", type=count(1), default=256)
+    ood.add_argument("--json", action="store_true", help="print one JSON object")
+    ood.add_argument("--quiet", action="store_true")
+
+
 def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """Every action of ``parser`` and of its sub-commands."""
     found = []
@@ -306,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "complete": commands.run_complete,
         "eval": commands.run_eval,
         "score": commands.run_score,
+        "ood": commands.run_ood,
         "receptive-field": receptive_field_command.run,
     }
     try:

@@ -188,6 +188,18 @@ def _restore(
     return step
 
 
+def perturbed(levels: torch.Tensor, rate: float, symbols: int, seed: int, step: int):
+    """``levels`` with each sub-pixel replaced, with probability ``rate``, by a level drawn
+    uniformly from 0..symbols-1 (it may draw the same one). The draws are a pure function
+    of (seed, step), like the batches, so a resumed run perturbs alike."""
+    if not rate:
+        return levels
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
+    chosen = torch.rand(levels.shape, generator=generator) < rate
+    drawn = torch.randint(0, symbols, levels.shape, generator=generator)
+    return torch.where(chosen.to(levels.device), drawn.to(levels.device), levels)
+
+
 class TrainingData:
     """The training set as narrow levels on the model's device, cut into the batches of
     :func:`batch_indices`; each process takes its slice of every global batch."""
@@ -200,6 +212,7 @@ class TrainingData:
         self.batch_size = min(options.batch_size, len(self.levels))
         world.check_batch(self.batch_size)
         self.seed, self.world, self.device = options.seed, world, model.device
+        self.perturb, self.symbols = options.perturb, model.levels
 
     def order(self, step: int) -> dict[str, int]:
         return data_order(step, len(self.levels), self.batch_size, self.seed)
@@ -209,9 +222,11 @@ class TrainingData:
         return levels, select(self.conditions, indices)
 
     def batch(self, step: int):
-        """This process's levels [b, C, H, W] (int64) and condition of batch ``step``."""
+        """This process's levels [b, C, H, W] (int64) and condition of batch ``step``;
+        with ``perturb``, each sub-pixel replaced by a uniform level at that rate."""
         indices = batch_indices(step, len(self.levels), self.batch_size, self.seed)
-        return self._take(self.world.shard(indices))
+        levels, condition = self._take(self.world.shard(indices))
+        return perturbed(levels, self.perturb, self.symbols, self.seed, step), condition
 
     def first(self, count: int):
         """The first ``count`` images of the data order (for data-dependent init)."""

@@ -34,6 +34,11 @@ class TrainOptions:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     progress: bool = True
+    # A background model for the likelihood-ratio OOD test (Ren et al. 2019): each training
+    # sub-pixel is replaced by a uniformly drawn level with probability ``perturb``, and
+    # Adam adds an L2 penalty of ``weight_decay``.
+    perturb: float = 0.0
+    weight_decay: float = 0.0
     # Numerical faults: a step with a non-finite loss or gradient is skipped; after this
     # many in a row the last good weights come back with the learning rate times
     # ``lr_backoff``, and after ``max_restores`` restores without a good step between
@@ -74,6 +79,8 @@ class TrainOptions:
         if not as_float(self.learning_rate, "learning rate", 0) > 0:
             raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
         as_float(self.grad_clip, "grad_clip", 0)
+        as_float(self.perturb, "perturb", 0, below=1)
+        as_float(self.weight_decay, "weight_decay", 0)
         as_float(self.ema_decay, "ema decay", 0, below=1)
         if not as_float(self.lr_backoff, "lr backoff", 0, 1) > 0:
             raise ValueError(f"lr backoff must be in (0, 1], got {self.lr_backoff}")

@@ -58,7 +58,9 @@ class Trainer:
         check_precision(options.precision, model.device)
         self.model, self.options, self.world = model, options, world
         self.autocast = Autocast(model.device, options.precision)
-        optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_factor(options.lr_schedule, options.steps)
         )
