@@ -204,15 +204,20 @@ def _add_complete(commands: argparse._SubParsersAction) -> None:
 def _add_eval(commands: argparse._SubParsersAction) -> None:
     """``pixelcnn eval``: exact bits/dim and nats/image on a dataset."""
     evaluate = commands.add_parser("eval", help="exact bits/dim and nats/image on a dataset")
-    evaluate.add_argument("run", type=path, help="run directory (or saved model directory)")
-    evaluate.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
-    evaluate.add_argument("--data-dir", type=path, default=None)
-    evaluate.add_argument("--split", default="test", choices=["train", "test"])
-    evaluate.add_argument("--size", type=count(1), default=None)
-    evaluate.add_argument("--limit", type=count(1), default=None, help="score the first N images")
-    evaluate.add_argument("--batch-size", type=count(1), default=256)
+    _add_scoring_data(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--quiet", action="store_true")
+
+
+def _add_scoring_data(parser: argparse.ArgumentParser) -> None:
+    """The run and the data that ``eval`` and ``score`` read (by default the run's own)."""
+    parser.add_argument("run", type=path, help="run directory (or saved model directory)")
+    parser.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
+    parser.add_argument("--data-dir", type=path, default=None)
+    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument("--size", type=count(1), default=None)
+    parser.add_argument("--limit", type=count(1), default=None, help="score the first N images")
+    parser.add_argument("--batch-size", type=count(1), default=256)
 
 
 def _add_score(commands: argparse._SubParsersAction) -> None:
@@ -220,14 +225,8 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
     score = commands.add_parser(
         "score", help="per-image nats and bits/dim (CSV or JSON lines), and NLL heatmaps"
     )
-    score.add_argument("run", type=path, help="run directory (or saved model directory)")
+    _add_scoring_data(score)
     score.add_argument("--out", type=path, required=True, help="FILE.csv or FILE.jsonl")
-    score.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
-    score.add_argument("--data-dir", type=path, default=None)
-    score.add_argument("--split", default="test", choices=["train", "test"])
-    score.add_argument("--size", type=count(1), default=None)
-    score.add_argument("--limit", type=count(1), default=None, help="score the first N images")
-    score.add_argument("--batch-size", type=count(1), default=256)
     score.add_argument(
         "--heatmaps", type=path, default=None, metavar="DIR", help="a PNG per image of its NLL"
     )
