@@ -13,6 +13,7 @@ import pixelcnn
 from pixelcnn.cli import main
 from pixelcnn.ood import compressed_bits, detection_metrics, scores
 from pixelcnn.train import Trainer, TrainOptions
+from pixelcnn.train.distributed import SINGLE
 from pixelcnn.train.loop import TrainingData, perturbed
 
 TINY = ["--preset", "tiny", "--size", "8", "--levels", "4", "--batch-size", "8", "--quiet"]
@@ -70,9 +71,7 @@ def test_perturbation_changes_training_inputs_at_the_stated_rate_and_nothing_els
     model = pixelcnn.create("gated", (1, 8, 8), levels=4, preset="tiny", num_classes=3)
     images = model.encoding.from_levels(levels)
     labels = torch.arange(400) % 3
-    plain = TrainingData(
-        model, images, labels, TrainOptions(batch_size=64), pixelcnn.train.loop.SINGLE
-    )
+    plain = TrainingData(model, images, labels, TrainOptions(batch_size=64), SINGLE)
     noisy = TrainingData(
         model, images, labels, TrainOptions(batch_size=64, perturb=0.3), plain.world
     )
@@ -138,3 +137,16 @@ def test_bad_ood_input_is_one_line(runs, tmp_path, capsys, case, extra, message)
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_each_model_scores_each_set_once_whatever_the_methods(runs, monkeypatch, capsys):
+    from pixelcnn.cli import commands
+
+    calls = []
+    real = commands.evaluate
+    monkeypatch.setattr(commands, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    argv = ["ood", str(runs / "run"), "--in-data", "mnist5k", "--ood-data"]
+    argv += [str(runs / "constant.npz"), "--size", "8", "--limit", "8", "--json", "--quiet"]
+    assert main([*argv, "--background", str(runs / "background")]) == 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[-1])) == 7  # 3 methods + 4
+    assert len(calls) == 4  # two models x two sets, not once per method

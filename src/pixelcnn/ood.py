@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -81,20 +81,26 @@ def detection_metrics(in_scores: np.ndarray, ood_scores: np.ndarray) -> dict[str
     }
 
 
+@dataclass
+class ScoredSet:
+    """One set's uint8 images [N, C, H, W], -log p(x) [N] and, with a background model,
+    -log p_bg(x) [N]: computed once, shared by every method."""
+
+    images: np.ndarray
+    nats: np.ndarray
+    background_nats: np.ndarray | None = None
+
+
 def evaluate_methods(
-    methods: list[str],
-    nats_of: Callable[[str], tuple[np.ndarray, np.ndarray]],
-    images_of: Callable[[str], np.ndarray],
-    compressor: str = "png",
+    methods: list[str], inside: ScoredSet, outside: ScoredSet, compressor: str = "png"
 ) -> dict[str, dict[str, float]]:
-    """Metrics per method. ``nats_of(set)`` -> (-log p, -log p_bg or None) and
-    ``images_of(set)`` -> uint8 images, for the sets "in" and "ood"."""
-    results = {}
-    for method in methods:
-        per_set = []
-        for which in ("in", "ood"):
-            nats, background = nats_of(which)
-            images = images_of(which) if method == "complexity" else None
-            per_set.append(scores(method, nats, images, background, compressor))
-        results[method] = detection_metrics(*per_set)
-    return results
+    """Metrics per method, the ``inside`` (in-distribution) set as the positive class."""
+    return {
+        method: detection_metrics(
+            *(
+                scores(method, s.nats, s.images, s.background_nats, compressor)
+                for s in (inside, outside)
+            )
+        )
+        for method in methods
+    }

@@ -19,7 +19,7 @@ from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.networks import hyperparameter_names
-from pixelcnn.ood import OOD_METHODS, evaluate_methods
+from pixelcnn.ood import OOD_METHODS, ScoredSet, evaluate_methods
 from pixelcnn.pictures import save_image_grid, save_png
 from pixelcnn.scoring import (
     HEATMAP_KIND,
@@ -442,12 +442,17 @@ def _eval_split(args: argparse.Namespace, model) -> tuple[str, torch.Tensor, Any
         raise ValueError(f"{data} has no labels, and this model is class-conditional")
     labels = torch.from_numpy(labels[: args.limit]).long() if labels is not None else None
     sources = sources[: args.limit] if sources is not None else None
+    check_model_shape(model, images, data, "use --size")
+    return data, model.quantize(images), labels, sources
+
+
+def check_model_shape(model, images: torch.Tensor, name: str, remedy: str) -> None:
+    """Refuse images [N, C, H, W] that are not the model's size, saying what would do."""
     if tuple(images.shape[1:]) != tuple(model.image_shape):
         raise ValueError(
-            f"{data} images have shape {list(images.shape[1:])} but the model takes "
-            f"{list(model.image_shape)} (use --size)"
+            f"{name} images have shape {list(images.shape[1:])} but the model takes "
+            f"{list(model.image_shape)} ({remedy})"
         )
-    return data, model.quantize(images), labels, sources
 
 
 def run_eval(args: argparse.Namespace) -> None:
@@ -504,11 +509,7 @@ def _ood_images(model, name: str, data_dir: str | None, args: argparse.Namespace
     images = torch.from_numpy(dataset.images[: args.limit])
     if args.rgb and images.shape[1] == 1 and model.image_shape[0] == 3:
         images = images.repeat(1, 3, 1, 1)
-    if tuple(images.shape[1:]) != tuple(model.image_shape):
-        raise ValueError(
-            f"{name} images have shape {list(images.shape[1:])} but the model takes "
-            f"{list(model.image_shape)} (use --size, and --rgb for grey images)"
-        )
+    check_model_shape(model, images, name, "use --size, and --rgb for grey images")
     return model.quantize(images)
 
 
@@ -527,26 +528,17 @@ def run_ood(args: argparse.Namespace) -> None:
         raise ValueError("the --background model takes images of another shape")
     if background is not None and background.levels != model.levels:
         raise ValueError("the --background model has another number of levels")
-    sets = {
-        "in": _ood_images(model, args.in_data, args.in_data_dir, args),
-        "ood": _ood_images(model, args.ood_data, args.ood_data_dir, args),
-    }
-    progress = not args.quiet
+    inside = _ood_images(model, args.in_data, args.in_data_dir, args)
+    outside = _ood_images(model, args.ood_data, args.ood_data_dir, args)
 
-    def nats_of(which: str):
-        nats = evaluate(model, sets[which], args.batch_size, progress=progress).nats
-        if background is None:
-            return nats, None
-        return nats, evaluate(background, sets[which], args.batch_size, progress=progress).nats
+    def scored(images: torch.Tensor) -> ScoredSet:  # each model scores each set once
+        def nats(of):
+            return evaluate(of, images, args.batch_size, progress=not args.quiet).nats
 
-    cache: dict[str, Any] = {}
-    results = evaluate_methods(
-        methods,
-        lambda which: cache.setdefault(which, nats_of(which)),
-        lambda which: sets[which].numpy(),
-        args.compressor,
-    )
-    counts = {"in_images": len(sets["in"]), "ood_images": len(sets["ood"])}
+        return ScoredSet(images.numpy(), nats(model), nats(background) if background else None)
+
+    results = evaluate_methods(methods, scored(inside), scored(outside), args.compressor)
+    counts = {"in_images": len(inside), "ood_images": len(outside)}
     if args.json:
         print(json.dumps({"in": args.in_data, "ood": args.ood_data, **counts, **results}))
         return
