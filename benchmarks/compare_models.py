@@ -65,6 +65,30 @@ def steps_per_second(model, levels: torch.Tensor, batch_size: int, steps: int = 
     return steps / (time.perf_counter() - begin)
 
 
+def train_for_time(
+    model, train_images: torch.Tensor, minutes: float, scratch: Path, log=print, **options
+) -> dict[str, Any]:
+    """Train ``model`` on levels ``train_images`` for about ``minutes``: measure the speed
+    of a fresh copy, turn the budget into steps (so the schedule is planned and the run is
+    reproducible from that number), then ``pixelcnn.train`` with the network's defaults and
+    any other ``options`` (batch_size, seed, perturb, weight_decay ...)."""
+    config, batch_size = model.config, options.setdefault("batch_size", 32)
+    name = config.model
+    probe = pixelcnn.create(name, config.image_shape, config.levels, config.likelihood)
+    rate = steps_per_second(probe, probe.images_to_levels(train_images[:256]), batch_size)
+    steps = max(1, int(minutes * 60 * rate))
+    settings = {"eval_every": 0, "checkpoint_every": 0, "log_every": 0, "progress": False}
+    # for_network: e.g. PixelCNN++'s weight average and init
+    train_options = TrainOptions.for_network(name, steps=steps, **settings, **options)
+    begin = time.perf_counter()
+    train(model, train_images, None, train_options, scratch, log=log)
+    return {
+        "steps": steps,
+        "steps_per_s_measured": rate,
+        "train_seconds": time.perf_counter() - begin,
+    }
+
+
 def run_one(task: dict[str, Any], name: str, args: argparse.Namespace, scratch: Path) -> dict:
     """Train ``name`` on ``task`` for the time budget; return its scores and sample grid."""
     source = task.get("path", task["data"])
@@ -74,23 +98,10 @@ def run_one(task: dict[str, Any], name: str, args: argparse.Namespace, scratch: 
     model = pixelcnn.create(name, train_set.image_shape, levels=task["levels"])
     train_images = model.quantize(train_set.images)
     test_images = model.quantize(test_set.images)
-
-    probe = pixelcnn.create(name, train_set.image_shape, levels=task["levels"])
-    rate = steps_per_second(probe, probe.images_to_levels(train_images[:256]), args.batch_size)
-    steps = max(1, int(args.minutes * 60 * rate))
-    options = TrainOptions.for_network(  # e.g. PixelCNN++'s weight average and init
-        name,
-        steps=steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        eval_every=0,
-        checkpoint_every=0,
-        log_every=0,
-        progress=False,
+    where = scratch / f"{task['data']}-{name}"
+    budget = train_for_time(
+        model, train_images, args.minutes, where, batch_size=args.batch_size, seed=args.seed
     )
-    begin = time.perf_counter()
-    train(model, train_images, None, options, scratch / f"{task['data']}-{name}", log=print)
-    train_seconds = time.perf_counter() - begin
     scores = evaluate(model, test_images)
     generator = torch.Generator().manual_seed(args.seed)
     grid = Path(args.out).parent / f"compare_{task['data']}_L{task['levels']}_{name}.png"
@@ -100,9 +111,7 @@ def run_one(task: dict[str, Any], name: str, args: argparse.Namespace, scratch: 
         "levels": task["levels"],
         "model": name,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "steps": steps,
-        "steps_per_s_measured": rate,
-        "train_seconds": train_seconds,
+        **budget,
         "test_images": scores.count,
         "bits_per_dim": scores.bits_per_dim,
         "nats_per_image": scores.nats_per_image,
