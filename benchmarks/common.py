@@ -6,6 +6,7 @@ folder on ``sys.path``; tests that import a script put it there themselves.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -110,3 +111,20 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# 7728 + 1000 exact CIFAR-10 images kept beside the project
+CIFAR_EXACT = "../shared/data/cifar10_exact_32.npz"
+
+
+def add_budget_arguments(
+    parser: argparse.ArgumentParser, tasks: list[str], default_out: str
+) -> None:
+    """The options of the scripts that train models for compare_models' time budgets: the
+    budgets, which tasks, the seed, and where results and docs go."""
+    parser.add_argument("--minutes", type=float, default=4.0, help="training time per model")
+    parser.add_argument("--cifar-minutes", type=float, default=6.0, help="the same, for CIFAR")
+    parser.add_argument("--tasks", nargs="+", default=tasks, choices=tasks)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=default_out)
+    parser.add_argument("--update-docs", default=None, metavar="MARKDOWN")

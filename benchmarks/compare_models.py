@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import environment, update_marked_section, write_results
+from common import CIFAR_EXACT, environment, update_marked_section, write_results
 
 import pixelcnn
 from pixelcnn.data import load_dataset
@@ -36,13 +36,8 @@ MODELS = ["pixelcnn", "gated", "pixelcnnpp"]
 TASKS = [
     {"data": "mnist5k", "levels": 2, "metric": "nats_per_image"},
     {"data": "fashion-mnist", "levels": 256, "metric": "bits_per_dim"},
-    # 7728 + 1000 exact CIFAR-10 images kept beside the project (run with --data cifar10-exact)
-    {
-        "data": "cifar10-exact",
-        "path": "../shared/data/cifar10_exact_32.npz",
-        "levels": 256,
-        "metric": "bits_per_dim",
-    },
+    # run with --data cifar10-exact
+    {"data": "cifar10-exact", "path": CIFAR_EXACT, "levels": 256, "metric": "bits_per_dim"},
 ]
 
 

@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import environment, update_marked_section, write_results
+from common import (
+    CIFAR_EXACT,
+    add_budget_arguments,
+    environment,
+    update_marked_section,
+    write_results,
+)
 from compare_models import train_for_time
 
 import pixelcnn
@@ -34,13 +40,12 @@ from pixelcnn.ood import ScoredSet, evaluate_methods
 from pixelcnn.units import bits_per_dim
 
 DEFAULT_OUT = "benchmarks/results/ood.json"
-CIFAR = "../shared/data/cifar10_exact_32.npz"
 TASKS = [
     {"task": "fashion-mnist", "data": "fashion-mnist", "ood": ["mnist5k", "noise", "constant"]},
     {"task": "mnist5k", "data": "mnist5k", "ood": ["fashion-mnist", "noise", "constant"]},
     {
         "task": "cifar10-exact",
-        "data": CIFAR,
+        "data": CIFAR_EXACT,
         "budget": "cifar_minutes",  # the budget of BENCHMARKS.md's CIFAR section
         "ood": ["noise", "constant", "vflip", "fashion-mnist", "mnist5k"],
     },
@@ -205,9 +210,7 @@ def update_docs(path: str, results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=4.0, help="training time per model")
-    parser.add_argument("--cifar-minutes", type=float, default=6.0, help="the same, for CIFAR")
-    parser.add_argument("--tasks", nargs="+", default=[t["task"] for t in TASKS])
+    add_budget_arguments(parser, [t["task"] for t in TASKS], DEFAULT_OUT)
     parser.add_argument("--ood", nargs="+", default=None, help="these OOD sets instead")
     parser.add_argument("--limit", type=int, default=2000, help="images per set at most")
     parser.add_argument("--perturb", type=float, default=0.2, help="background models' rate")
@@ -215,9 +218,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--size", type=int, default=None, help="resize (smoke tests only)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--score-batch-size", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--update-docs", default=None, metavar="MARKDOWN")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "environment": environment(__file__, argv),
