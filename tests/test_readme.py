@@ -13,10 +13,13 @@ RUNNABLE = [block for block in BLOCKS if any(marker in block for marker in MARKE
 
 
 def test_the_examples_are_found():
-    assert len(RUNNABLE) == 3
+    assert len(RUNNABLE) == 4
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=["library", "sampling", "token-prior"])
+IDS = ["library", "sampling", "token-prior", "compression"]
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=IDS)
 def test_readme_example_runs(block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the examples save models into the working directory
     exec(compile(block, str(README), "exec"), {})

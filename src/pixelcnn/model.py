@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
+from pixelcnn import coding
 from pixelcnn.conditions import prepare_condition
 from pixelcnn.encodings import ImageEncoding, TokenEncoding
 from pixelcnn.files import atomic_write, check_writable
@@ -291,8 +294,15 @@ class DensityModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw the sub-pixels of ``levels`` [B, C, H, W] from index ``start`` on, in eval
         mode, through :func:`pixelcnn.sampling.generate`."""
-        prepared = self.prepare_condition(condition, len(levels))
-        source = Source(
+        source = self.generation_source(condition, len(levels))
+        with self.inference():
+            return generate(source, levels, start, temperature, generator, method, progress, score)
+
+    def generation_source(self, condition: Any, batch: int) -> Source:
+        """What a sampler or a coder needs of this model for ``batch`` images under
+        ``condition``: the likelihood, the input encoding, whole passes and cached steps."""
+        prepared = self.prepare_condition(condition, batch)
+        return Source(
             likelihood=self.likelihood,
             encode=lambda pixel: self.encoding.encode(pixel, self.dtype),
             parameters_of=lambda levels_so_far: self(levels_so_far, prepared),
@@ -302,14 +312,16 @@ class DensityModel(nn.Module):
             row_multiple=self.network.row_multiple,
             name=self.config.model,
         )
+
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Eval mode, and weight-normalized layers computing their weights once, not once
+        per step; the mode before is restored after."""
         was_training = self.training
         self.eval()
         try:
-            # weight-normalized layers compute their weights once, not once per step
             with parametrize.cached():
-                return generate(
-                    source, levels, start, temperature, generator, method, progress, score
-                )
+                yield
         finally:
             self.train(was_training)
 
@@ -318,6 +330,33 @@ class DensityModel(nn.Module):
         if log_probs is None:
             return images
         return images, self.encoding.per_subpixel(log_probs.float()).cpu()
+
+    # ----------------------------------------------------------------- compression
+    def compress(
+        self,
+        images: Any,
+        condition: Any = None,
+        names: list[str] | None = None,
+        labels: Any = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> bytes:
+        """Losslessly compress ``images`` (uint8 [N, C, H, W]; token grids [N, H, W]) into
+        a file's bytes of about -log2 p(x) bits each. ``condition``: class labels for a
+        class-conditional model (stored in the file); ``names`` and (for other models)
+        ``labels``: one per image, kept. Decoding needs this model, and torch and dtype as
+        here (see :mod:`pixelcnn.coding.codec`)."""
+        batch_size = batch_size or coding.DEFAULT_BATCH
+        return coding.compress(
+            self, images, condition, names, labels, batch_size=batch_size, progress=progress
+        )
+
+    def decompress(
+        self, data: bytes, indices: list[int] | None = None, progress: bool = False
+    ) -> torch.Tensor:
+        """The images of :meth:`compress`'s bytes, exactly (``indices``: only those, and
+        only their groups are decoded). Names and labels: ``pixelcnn.coding.unpack``."""
+        return coding.decompress(self, data, indices, progress)
 
     # ----------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:

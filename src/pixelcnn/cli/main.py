@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from pixelcnn.cli import receptive_field_command
+from pixelcnn.cli import coding_command, receptive_field_command
 from pixelcnn.cli.arguments import count, number, path
 from pixelcnn.likelihoods import LIKELIHOODS
 from pixelcnn.networks import NETWORKS
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train, _add_sample, _add_complete, _add_eval, _add_score, _add_ood):
         add(commands)
     receptive_field_command.add_parser(commands)
+    coding_command.add_parsers(commands)
     return parser
 
 
@@ -344,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         "score": commands.run_score,
         "ood": commands.run_ood,
         "receptive-field": receptive_field_command.run,
+        "compress": coding_command.run_compress,
+        "decompress": coding_command.run_decompress,
     }
     try:
         handler[args.command](args)

@@ -666,6 +666,27 @@ def read_image_file(path: str | Path, channels: int | None = None) -> np.ndarray
     return np.array(_with_channels(_decode_image(path), channels))  # owned and writable
 
 
+_EXACT_MODES = frozenset({"1", "L", "P", "RGB", "RGBA", "LA", "PA"})
+
+
+def lossy_reading(path: str | Path) -> str | None:
+    """What :func:`read_image_file` would lose of the file at ``path`` (16-bit depth, a
+    transparency that is not fully opaque, another colour model), or None when its
+    ``uint8`` pixels are all there is. For lossless compression."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.mode not in _EXACT_MODES:
+                return f"it is a {image.mode} image (8-bit grey or RGB pixels are kept exactly)"
+            bands = image.getbands()
+            transparency = "A" in bands or "transparency" in image.info
+            if transparency and image.convert("RGBA").getextrema()[3][0] < 255:
+                return "it has transparent pixels (the alpha channel would be dropped)"
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataFormatError(f"{path}: cannot decode image ({_reason(exc)})") from exc
+    return None
+
+
 def read_image_files(paths: list[Path]) -> np.ndarray:
     """Decode and stack files into ``uint8 [N, C, H, W]``; all must share one size."""
     decoded = [read_image_file(p) for p in paths]

@@ -16,6 +16,10 @@ class Likelihood(Protocol):
     ``joint_channels``: it draws a whole pixel from one parameter vector (coupling R -> G ->
     B itself), so the network must see nothing of the current pixel; otherwise it draws one
     channel per network pass and the network's colour groups do the coupling.
+
+    Optional: ``channel_log_probs(params [B, P, 1, 1], pixel [B, C, 1, 1], channel) -> [B, L]``,
+    the log-probabilities of every level of one channel given the pixel's earlier channels,
+    for the entropy coder; without it the coder scores all L candidates with ``log_prob``.
     """
 
     name: str

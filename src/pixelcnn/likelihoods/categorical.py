@@ -40,6 +40,13 @@ class Categorical:
         log_p = torch.log_softmax(self._logits(params), dim=2)
         return log_p.gather(2, levels.unsqueeze(2)).squeeze(2)
 
+    def channel_log_probs(
+        self, params: torch.Tensor, pixel: torch.Tensor, channel: int
+    ) -> torch.Tensor:
+        """log p(x_c = l) for every level l of one pixel's ``channel``: params [B, P, 1, 1]
+        -> [B, L] (the coder's fast path; the generic one scores all L candidates)."""
+        return torch.log_softmax(self._logits(params)[:, channel, :, 0, 0], dim=1)
+
     def sample(
         self,
         params: torch.Tensor,

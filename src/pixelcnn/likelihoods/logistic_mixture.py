@@ -111,6 +111,39 @@ class DiscretizedLogisticMixture:
         posterior = torch.log_softmax(prior + earlier, dim=2)
         return torch.logsumexp(posterior + per_channel, dim=2)
 
+    def channel_log_probs(
+        self, params: torch.Tensor, pixel: torch.Tensor, channel: int
+    ) -> torch.Tensor:
+        """log p(x_c = l | the pixel's channels before c) for every level l: params
+        [B, P, 1, 1], levels ``pixel`` [B, C, 1, 1] -> [B, L] in float64 (the coder's fast
+        path). Each component's L bin masses come from one sigmoid per bin edge, taken on
+        the side of the mean where the difference does not cancel."""
+        logits, means, log_scales, coeffs = self._split(params)
+        x = self.quantizer.to_input(pixel, means.dtype)
+        means = self._coupled_means(means, coeffs, x)  # channel c's uses channels < c only
+        prior = torch.log_softmax(logits, dim=1)  # [B, K, 1, 1]
+        if channel:  # components weighted by how well they explain the earlier channels
+            earlier = slice(0, channel)
+            known = self._bin_log_mass(
+                x[:, earlier], means[:, earlier], log_scales[:, earlier], pixel[:, earlier]
+            )
+            prior = prior + known.sum(1)
+        weights = torch.softmax(prior[:, :, 0, 0].double(), dim=1)  # [B, K]
+        mean = means[:, channel, :, 0, 0].double()[..., None]  # [B, K, 1]
+        inv_scale = torch.exp(-log_scales[:, channel, :, 0, 0].double())[..., None]
+        centres = self.quantizer.to_input(
+            torch.arange(self.levels, device=pixel.device), torch.float64
+        )
+        centred = (centres - mean) * inv_scale  # [B, K, L]
+        half = inv_scale / (self.levels - 1)
+        upper, lower = centred + half, centred - half
+        below = torch.sigmoid(upper) - torch.sigmoid(lower)  # exact left of the mean
+        above = torch.sigmoid(-lower) - torch.sigmoid(-upper)  # exact right of it
+        mass = torch.where(centred > 0, above, below)
+        mass[..., 0] = torch.sigmoid(upper[..., 0])  # the edge bins take the tails
+        mass[..., -1] = torch.sigmoid(-lower[..., -1])
+        return torch.einsum("bk,bkl->bl", weights, mass).log()
+
     def sample(
         self,
         params: torch.Tensor,

@@ -1,0 +1,234 @@
+"""Lossless compression with a trained model: its exact conditionals drive a range coder.
+
+Each sub-pixel is coded with ``constriction``'s range coder (a queue: symbols come out in the
+order they went in, as an autoregressive decoder needs them) under the model's distribution
+there, quantized by ``constriction`` to integer frequencies that give every level a non-zero
+share, so any image can be coded. The cost is the model's -log2 p(x) plus a little.
+
+Determinism is the whole difficulty: the decoder must see the encoder's probabilities bit
+for bit. Both sides therefore run :func:`~pixelcnn.coding.walk.walk` (the cached steps,
+teacher-forced only through the coder's callback) on the same batch layout, dtype and
+thread count, which the file records. Decoding is supported where torch, its version, the
+dtype and the device kind are those of the encoder (refused otherwise); on another CPU the
+kernels may round differently, which each group's checksum turns into a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import version
+from typing import Any
+
+import constriction
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pixelcnn.coding.container import Header, checksum, pack, unpack
+from pixelcnn.coding.walk import walk
+from pixelcnn.values import as_int
+
+DEFAULT_BATCH = 32
+# perfect=False: constriction's fast quantization; the decoder must use the same setting
+_FAMILY = constriction.stream.model.Categorical(perfect=False)
+CODER = f"constriction {version('constriction')} range coder, categorical perfect=False"
+
+
+def fingerprint(model) -> str:
+    """SHA-256 of the model's configuration and every weight (name, dtype, shape, bytes)."""
+    digest = hashlib.sha256(json.dumps(model.config.to_json(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def determinism(model) -> dict[str, Any]:
+    """What, besides the model and the batch, decides the probabilities bit for bit."""
+    return {
+        "torch": torch.__version__,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": model.device.type,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "coder": CODER,
+    }
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _class_labels(model, condition: Any, labels: Any, count: int) -> list[int] | None:
+    """The labels to store: a class-conditional model's condition (``labels`` if no
+    condition is given), or an unconditional model's ``labels`` kept as they are."""
+    spec = model.condition_spec
+    if spec and list(spec.kinds) != ["class"]:
+        raise ValueError("compression stores class labels only; this model takes other conditions")
+    if spec:
+        return model.prepare_condition(labels if condition is None else condition, count)[
+            "class"
+        ].tolist()
+    model.prepare_condition(condition, count)  # refuses a condition it cannot use
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels)
+    if labels.shape != (count,) or labels.is_floating_point() or (labels < 0).any():
+        raise ValueError(f"labels must be {count} non-negative integers, one per image")
+    return labels.tolist()
+
+
+def _walk_group(model, labels: list[int] | None, start: int, symbols, progress: bool, batch: int):
+    """The shared walk over the group of ``batch`` images from ``start`` (``labels``: all
+    images' class conditions, or None; the group's are padded with class 0)."""
+    if labels is not None:
+        labels = labels[start : start + batch]
+    condition = None if labels is None else torch.tensor(labels + [0] * (batch - len(labels)))
+    source = model.generation_source(condition, batch)
+    shape = (batch, *model.image_shape)
+    steps = source.steps(batch, *shape[2:])
+    if steps is None:
+        raise ValueError(f"the {source.name} network cannot step, so it cannot code images")
+    return walk(steps, source.likelihood, source.encode, shape, symbols, model.device, progress)
+
+
+def compress(
+    model,
+    images: Any,
+    condition: Any = None,
+    names: Sequence[str] | None = None,
+    labels: Any = None,
+    split: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+) -> bytes:
+    """The bytes of a compressed file holding ``images`` (uint8 [N, C, H, W], or token grids
+    [N, H, W]), a name per image if given, and class labels: a class-conditional model's
+    ``condition`` (or ``labels``), or for any other model ``labels`` to keep as they are.
+    ``split``: the npz split the images came from, recorded."""
+    batch = as_int(batch_size, "batch_size", 1)
+    levels = model.images_to_levels(images).cpu()
+    count = len(levels)
+    if count == 0:
+        raise ValueError("no images to compress")
+    labels = _class_labels(model, condition, labels, count)
+    if names is not None:
+        names = [str(name) for name in names]
+        if len(names) != count:
+            raise ValueError(f"got {len(names)} names for {count} images")
+    settings = determinism(model)
+    streams, checks = [], []
+    bar = tqdm(total=count, desc="compressing", unit="image", disable=not progress)
+    with model.inference(), bar:
+        for start in range(0, count, batch):
+            group = levels[start : start + batch].numpy()
+            encoder = constriction.stream.queue.RangeEncoder()
+
+            def encode(probabilities, position, group=group, encoder=encoder):
+                known = group[(slice(None), *position)]
+                encoder.encode(known.astype(np.int32), _FAMILY, probabilities[: len(group)])
+                return np.pad(known, (0, batch - len(group)))
+
+            conditions = labels if model.condition_spec else None
+            _walk_group(model, conditions, start, encode, progress, batch)
+            streams.append(encoder.get_compressed().astype("<u4").tobytes())
+            checks.append(checksum(group.astype("<i8").tobytes()))
+            bar.update(len(group))
+    header = Header(
+        model=fingerprint(model),
+        network=model.config.model,
+        image_shape=list(model.image_shape),
+        count=count,
+        batch=batch,
+        determinism=settings,
+        group_bytes=[len(s) for s in streams],
+        group_checks=checks,
+        names=names,
+        labels=labels,
+        split=split,
+    )
+    return pack(header, streams)
+
+
+def check_decodable(model, header: Header, source: str = "the file") -> None:
+    """Refuse a file made with another model, or on a setup that computes otherwise."""
+    if header.model != fingerprint(model):
+        raise ValueError(
+            f"{source} was compressed with another model (a {header.network} network, fingerprint "
+            f"{header.model[:12]}); decode it with that model"
+        )
+    here = determinism(model)
+    for key in ("torch", "dtype", "device"):
+        if header.determinism.get(key) != here[key]:
+            raise ValueError(
+                f"{source} was compressed with {key} {header.determinism.get(key)!r}, "
+                f"this setup has {here[key]!r}; decoding needs the same"
+            )
+
+
+def decompress(
+    model,
+    data: bytes,
+    indices: Sequence[int] | None = None,
+    progress: bool = False,
+    source: str = "the data",
+) -> torch.Tensor:
+    """The images of a compressed file (``indices``: only those, decoding only their groups)
+    as uint8 [N, C, H, W] (token grids: int64 [N, H, W])."""
+    header, streams = unpack(data, source)
+    check_decodable(model, header, source)
+    wanted = range(header.count) if indices is None else [int(i) for i in indices]
+    for index in wanted:
+        if not 0 <= index < header.count:
+            raise ValueError(f"image index {index} is not in 0..{header.count - 1}")
+    groups = sorted({header.group_of(index)[0] for index in wanted})
+    decoded = {}
+    threads = as_int(header.determinism.get("threads"), f"the thread count in {source}", 1, 1024)
+    bar = tqdm(total=len(groups), desc="decompressing", unit="group", disable=not progress)
+    with model.inference(), _threads(threads), bar:
+        for group in groups:
+            decoded[group] = _decode_group(model, header, streams[group], group, progress, source)
+            bar.update()
+    levels = torch.stack([decoded[i // header.batch][i % header.batch] for i in wanted])
+    return model.encoding.from_levels(levels.to(model.device)).cpu()
+
+
+def _decode_group(model, header: Header, stream: bytes, group: int, progress: bool, source: str):
+    """Levels [n, C, H, W] of one group, checked against its checksum."""
+    members = header.group_of(group * header.batch)[1]
+    real = members.stop - members.start
+    words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+
+    def decode(probabilities, position):
+        symbols = decoder.decode(_FAMILY, probabilities[:real])
+        return np.pad(symbols.astype(np.int64), (0, header.batch - real))
+
+    labels = header.labels if model.condition_spec else None
+    try:
+        levels = _walk_group(model, labels, members.start, decode, progress, header.batch)
+        levels = levels[:real].cpu()
+    except (RuntimeError, ValueError) as error:  # a decoder fed other probabilities
+        raise _mismatch(header, members, source) from error
+    if checksum(levels.numpy().astype("<i8").tobytes()) != header.group_checks[group]:
+        raise _mismatch(header, members, source)
+    return levels
+
+
+def _mismatch(header: Header, members: slice, source: str) -> ValueError:
+    settings = ", ".join(f"{k} {v}" for k, v in header.determinism.items())
+    return ValueError(
+        f"images {members.start}..{members.stop - 1} of {source} decode to other pixels than "
+        f"were compressed (checksum mismatch): this machine computes the model's "
+        f"probabilities differently from the encoder ({settings})"
+    )
