@@ -30,7 +30,9 @@ def random_images(model, count: int, seed: int = 0) -> torch.Tensor:
 
 
 LEVEL_CASES = list(
-    itertools.product(["gated", "pixelcnnpp"], ["categorical", "logistic_mixture"], [1, 3])
+    itertools.product(
+        ["pixelcnn", "gated", "pixelcnnpp"], ["categorical", "logistic_mixture"], [1, 3]
+    )
 )
 
 

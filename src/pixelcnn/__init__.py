@@ -3,6 +3,7 @@
 model = pixelcnn.create("pixelcnn", image_shape=(1, 28, 28), levels=256)
 model.log_prob(x)        # x uint8 [B, C, H, W] -> [B] nats
 model.sample(16)         # -> uint8 [16, C, H, W]
+model.compress(x)        # -> bytes, about -log2 p(x) bits; model.decompress(data) -> x
 model.save("run"); pixelcnn.load("run")
 """
 

@@ -346,7 +346,7 @@ class DensityModel(nn.Module):
         class-conditional model (stored in the file); ``names`` and (for other models)
         ``labels``: one per image, kept. Decoding needs this model, and torch and dtype as
         here (see :mod:`pixelcnn.coding.codec`)."""
-        batch_size = batch_size or coding.DEFAULT_BATCH
+        batch_size = coding.DEFAULT_BATCH if batch_size is None else batch_size
         return coding.compress(
             self, images, condition, names, labels, batch_size=batch_size, progress=progress
         )
