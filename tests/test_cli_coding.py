@@ -107,6 +107,17 @@ def _rgba(tmp: Path) -> str:
     return str(tmp / "t.png")
 
 
+def _sixteen_bit(tmp: Path) -> str:
+    Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(tmp / "deep.png")
+    return str(tmp / "deep.png")
+
+
+def _palette_with_transparency(tmp: Path) -> str:
+    picture = Image.fromarray(np.zeros((8, 8), np.uint8)).convert("P")
+    picture.save(tmp / "p.png", transparency=0)
+    return str(tmp / "p.png")
+
+
 def _big(tmp: Path) -> str:
     Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp / "big.png")
     return str(tmp / "big.png")
@@ -124,6 +135,12 @@ def _empty_dir(tmp: Path) -> str:
 
 BAD_COMPRESS = [
     ("transparency", lambda t: [_rgba(t), "--out", str(t / "o.pxc")], "transparent"),
+    (
+        "palette alpha",
+        lambda t: [_palette_with_transparency(t), "--out", str(t / "o.pxc")],
+        "transparent",
+    ),
+    ("16-bit", lambda t: [_sixteen_bit(t), "--out", str(t / "o.pxc")], "8-bit grey or RGB"),
     ("wrong size", lambda t: [_big(t), "--out", str(t / "o.pxc")], "cannot resize"),
     ("missing file", lambda t: [str(t / "no.png"), "--out", str(t / "o.pxc")], "does not exist"),
     ("empty folder", lambda t: [_empty_dir(t), "--out", str(t / "o.pxc")], "no image"),

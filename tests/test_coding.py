@@ -9,6 +9,7 @@ import struct
 
 import pytest
 import torch
+from helpers import perturb
 
 import pixelcnn
 from pixelcnn.coding import CompressedFormatError, codec, container, unpack
@@ -16,11 +17,7 @@ from pixelcnn.coding import CompressedFormatError, codec, container, unpack
 
 def lively(model):
     """Random weights: conditionals far from uniform, so a wrong one shows."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return model.eval()
+    return perturb(model, 0.5, seed=1).eval()
 
 
 def random_images(model, count: int, seed: int = 0) -> torch.Tensor:

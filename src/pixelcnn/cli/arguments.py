@@ -9,6 +9,11 @@ from typing import Any
 
 from pixelcnn.values import as_float, as_int
 
+OVERWRITE_HELP = (
+    "replace an existing --out file that is not an earlier output of this command "
+    "(never the input, a run's own files, or anything but a regular file)"
+)
+
 
 def _checked(check: Callable[[str], Any], name: str) -> Callable[[str], Any]:
     """An argparse type that runs ``check`` on the text and turns its ValueError into

@@ -11,10 +11,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pixelcnn.cli.arguments import count, path
+from pixelcnn.cli.arguments import OVERWRITE_HELP, count, path
 
 DECOMPRESSED_KIND = "decompressed"
-OVERWRITE_HELP = "replace existing files that are not earlier outputs of this command"
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -108,27 +107,15 @@ def _exact_images(files: list[Path], read) -> np.ndarray:
     return read(files)
 
 
-def is_compressed_file(path: Path) -> bool:
-    from pixelcnn.coding.container import MAGIC
-
-    try:
-        with open(path, "rb") as stream:
-            return stream.read(len(MAGIC)) == MAGIC
-    except OSError:
-        return False
-
-
 def check_images_fit(model, images: np.ndarray) -> None:
     """Refuse images of another shape, or with values the model cannot represent."""
     import torch
 
+    from pixelcnn.cli.commands import check_model_shape
+
     if model.encoding.kind != "image":
         raise ValueError("this is a token-grid model: compress its grids with model.compress")
-    if tuple(images.shape[1:]) != tuple(model.image_shape):
-        raise ValueError(
-            f"the images have shape {list(images.shape[1:])} but the model takes "
-            f"{list(model.image_shape)}; lossless compression cannot resize them"
-        )
+    check_model_shape(model, images, "the", "lossless compression cannot resize them")
     if not model.quantizer.is_valid(torch.from_numpy(images)):
         raise ValueError(
             f"the images hold values that a {model.levels}-level model cannot represent; "
@@ -140,6 +127,7 @@ def run_compress(args: argparse.Namespace) -> None:
     from pixelcnn.cli.commands import load_run_model
     from pixelcnn.cli.outputs import check_output
     from pixelcnn.coding import DEFAULT_BATCH, compress
+    from pixelcnn.coding.container import is_compressed_file
     from pixelcnn.files import atomic_write
 
     out = check_output(

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from pixelcnn.cli import coding_command, receptive_field_command
-from pixelcnn.cli.arguments import count, number, path
+from pixelcnn.cli.arguments import OVERWRITE_HELP, count, number, path
 from pixelcnn.likelihoods import LIKELIHOODS
 from pixelcnn.networks import NETWORKS
 from pixelcnn.ood import COMPRESSORS, OOD_METHODS
@@ -16,10 +16,6 @@ from pixelcnn.sampling import SAMPLING_METHODS
 from pixelcnn.train.precision import PRECISIONS
 
 EXIT_USAGE = 2
-OVERWRITE_HELP = (
-    "replace an existing --out file that is not an earlier output of this command "
-    "(never the input, a run's own files, or anything but a regular file)"
-)
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):

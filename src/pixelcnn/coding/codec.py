@@ -127,6 +127,7 @@ def compress(
         if len(names) != count:
             raise ValueError(f"got {len(names)} names for {count} images")
     settings = determinism(model)
+    conditions = labels if model.condition_spec else None  # kept labels condition nothing
     streams, checks = [], []
     bar = tqdm(total=count, desc="compressing", unit="image", disable=not progress)
     with model.inference(), bar:
@@ -139,7 +140,6 @@ def compress(
                 encoder.encode(known.astype(np.int32), _FAMILY, probabilities[: len(group)])
                 return np.pad(known, (0, batch - len(group)))
 
-            conditions = labels if model.condition_spec else None
             _walk_group(model, conditions, start, encode, progress, batch)
             streams.append(encoder.get_compressed().astype("<u4").tobytes())
             checks.append(checksum(group.astype("<i8").tobytes()))

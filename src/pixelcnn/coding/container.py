@@ -38,6 +38,15 @@ class CompressedFormatError(ValueError):
     """A file that is not, or no longer, a compressed file this library can read."""
 
 
+def is_compressed_file(path) -> bool:
+    """Whether the file at ``path`` starts as a compressed file does (an earlier output)."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
