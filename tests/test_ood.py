@@ -67,6 +67,12 @@ def test_perturbation_changes_training_inputs_at_the_stated_rate_and_nothing_els
     assert torch.equal(perturbed(levels, 0.2, 4, 1, 3), perturbed(levels, 0.2, 4, 1, 3))
     assert not torch.equal(perturbed(levels, 0.2, 4, 1, 3), perturbed(levels, 0.2, 4, 1, 4))
     assert perturbed(levels, 0.0, 4, 1, 3) is levels
+    # two processes each perturb their shard (every 2nd image) as one process would the whole
+    whole = perturbed(levels, 0.2, 4, 1, 3)
+    for rank in (0, 1):
+        rows = torch.arange(len(levels))[rank::2]
+        part = perturbed(levels[rows], 0.2, 4, 1, 3, rows=rows, total=len(levels))
+        assert torch.equal(part, whole[rows])
     # through the training data: the same images and conditions, only the levels perturbed
     model = pixelcnn.create("gated", (1, 8, 8), levels=4, preset="tiny", num_classes=3)
     images = model.encoding.from_levels(levels)

@@ -188,15 +188,28 @@ def _restore(
     return step
 
 
-def perturbed(levels: torch.Tensor, rate: float, symbols: int, seed: int, step: int):
+def perturbed(
+    levels: torch.Tensor,
+    rate: float,
+    symbols: int,
+    seed: int,
+    step: int,
+    rows: torch.Tensor | None = None,
+    total: int | None = None,
+):
     """``levels`` with each sub-pixel replaced, with probability ``rate``, by a level drawn
     uniformly from 0..symbols-1 (it may draw the same one). The draws are a pure function
-    of (seed, step), like the batches, so a resumed run perturbs alike."""
+    of (seed, step), like the batches, so a resumed run perturbs alike. ``rows``: where
+    ``levels`` sit in a global batch of ``total`` images (a process's shard), so that the
+    processes of a distributed run take their parts of one draw, as a single process would."""
     if not rate:
         return levels
+    total = len(levels) if total is None else total
+    rows = torch.arange(len(levels)) if rows is None else rows
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
-    chosen = torch.rand(levels.shape, generator=generator) < rate
-    drawn = torch.randint(0, symbols, levels.shape, generator=generator)
+    shape = (total, *levels.shape[1:])
+    chosen = (torch.rand(shape, generator=generator) < rate)[rows]
+    drawn = torch.randint(0, symbols, shape, generator=generator)[rows]
     return torch.where(chosen.to(levels.device), drawn.to(levels.device), levels)
 
 
@@ -226,7 +239,9 @@ class TrainingData:
         with ``perturb``, each sub-pixel replaced by a uniform level at that rate."""
         indices = batch_indices(step, len(self.levels), self.batch_size, self.seed)
         levels, condition = self._take(self.world.shard(indices))
-        return perturbed(levels, self.perturb, self.symbols, self.seed, step), condition
+        rows = self.world.shard(torch.arange(len(indices)))  # this process's part of the draw
+        perturb = (self.perturb, self.symbols, self.seed, step, rows, len(indices))
+        return perturbed(levels, *perturb), condition
 
     def first(self, count: int):
         """The first ``count`` images of the data order (for data-dependent init)."""
