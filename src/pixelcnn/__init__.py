@@ -7,9 +7,12 @@ model.compress(x)        # -> bytes, about -log2 p(x) bits; model.decompress(dat
 model.save("run"); pixelcnn.load("run")
 """
 
+from pixelcnn.allocator import keep_freed_memory
 from pixelcnn.model import DensityModel, ModelConfig, create, load
 from pixelcnn.quantize import Quantizer
 
 __version__ = "0.1.0"
+
+keep_freed_memory()  # see pixelcnn.allocator: scoring and training stop faulting memory in
 
 __all__ = ["DensityModel", "ModelConfig", "Quantizer", "create", "load", "__version__"]

@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from pixelcnn import coding
-from pixelcnn.conditions import prepare_condition
+from pixelcnn.chunking import CHUNK_BYTES, chunk_length, largest_temporary
+from pixelcnn.conditions import prepare_condition, select
 from pixelcnn.encodings import ImageEncoding, TokenEncoding
 from pixelcnn.files import atomic_write, check_writable
 from pixelcnn.likelihoods import build_likelihood
@@ -131,6 +132,10 @@ class DensityModel(nn.Module):
     grids [B, H, W] instead. Conditional networks take ``condition=`` everywhere.
     """
 
+    # Scoring without autograd works a chunk of images at a time, as many as keep the
+    # largest temporary within this many bytes (see pixelcnn.chunking); None: whole batches.
+    scoring_chunk_bytes: int | None = CHUNK_BYTES
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -149,6 +154,7 @@ class DensityModel(nn.Module):
             **config.hyperparameters,
         )
         self.condition_spec = self.network.condition_spec
+        self._scoring_chunks: dict[tuple, int] = {}  # see _scoring_chunk
 
     # ----------------------------------------------------------------- inputs
     @property
@@ -201,8 +207,37 @@ class DensityModel(nn.Module):
         return self.likelihood.log_prob(self(levels, condition), levels)
 
     def _log_probs(self, data: Any, condition: Any) -> torch.Tensor:
+        """log p of every sub-pixel; without autograd, a chunk of images at a time (the
+        same numbers, at full speed for any batch: see :mod:`pixelcnn.chunking`)."""
         levels = self.images_to_levels(data)
-        return self.level_log_probs(levels, self.prepare_condition(condition, len(levels)))
+        prepared = self.prepare_condition(condition, len(levels))
+        if torch.is_grad_enabled():
+            return self.level_log_probs(levels, prepared)
+        size = self._scoring_chunk(levels, prepared)
+        parts = []
+        with parametrize.cached():  # weight-normalized layers: their weights once, not per chunk
+            for start in range(0, len(levels), size):
+                part = slice(start, start + size)
+                parts.append(self.level_log_probs(levels[part], select(prepared, part)))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _scoring_chunk(
+        self, levels: torch.Tensor, condition: dict[str, torch.Tensor] | None
+    ) -> int:
+        """Images per scoring chunk for inputs like ``levels``, measured once per input
+        shape, device and autocast setting by scoring one image (the whole batch without a
+        :attr:`scoring_chunk_bytes` budget)."""
+        budget = self.scoring_chunk_bytes
+        if not budget:
+            return len(levels)
+        device = levels.device.type
+        autocast = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device)
+        key = (tuple(levels.shape[1:]), levels.device, self.dtype, autocast, budget)
+        if key not in self._scoring_chunks:
+            one = select(condition, slice(0, 1))
+            largest = largest_temporary(lambda: self.level_log_probs(levels[:1], one))
+            self._scoring_chunks[key] = chunk_length(largest, budget)
+        return self._scoring_chunks[key]
 
     def conditional_log_probs(self, images: Any, condition: Any = None) -> torch.Tensor:
         """log p(x_i | x_<i) in nats for every sub-pixel: [B,C,H,W] ([B,H,W] for tokens)."""

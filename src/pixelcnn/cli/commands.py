@@ -455,17 +455,30 @@ def check_model_shape(model, images: torch.Tensor, name: str, remedy: str) -> No
         )
 
 
+def _evaluate(args: argparse.Namespace, model, images: torch.Tensor, condition):
+    """``evaluate`` with the scoring options every scoring command shares."""
+    return evaluate(
+        model,
+        images,
+        args.batch_size,
+        progress=not args.quiet,
+        condition=condition,
+        precision=args.precision,
+    )
+
+
 def run_eval(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
     data, images, labels, _ = _eval_split(args, model)
     condition = labels if model.condition_spec else None
-    result = evaluate(model, images, args.batch_size, progress=not args.quiet, condition=condition)
+    result = _evaluate(args, model, images, condition)
     if args.json:
         print(json.dumps({"data": data, "split": args.split, **result.as_dict()}))
     else:
         print(
             f"bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
-            f"({result.count} {data} {args.split} images, {model.levels} levels)"
+            f"({result.count} {data} {args.split} images, {model.levels} levels"
+            + (f", {result.precision})" if result.precision != "fp32" else ")")
         )
 
 
@@ -480,7 +493,7 @@ def run_score(args: argparse.Namespace) -> None:
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
     if heatmaps is not None and heatmaps.exists() and not heatmaps.is_dir():
         raise ValueError(f"--heatmaps {heatmaps} exists and is not a directory")
-    result = evaluate(model, images, args.batch_size, progress=not args.quiet, condition=condition)
+    result = _evaluate(args, model, images, condition)
     rows = score_rows(result, math.prod(model.image_shape), sources, labels)
     print(f"scores: {write_rows(rows, out)} ({len(rows)} {data} {args.split} images)")
     if heatmaps is not None:
@@ -533,7 +546,7 @@ def run_ood(args: argparse.Namespace) -> None:
 
     def scored(images: torch.Tensor) -> ScoredSet:  # each model scores each set once
         def nats(of):
-            return evaluate(of, images, args.batch_size, progress=not args.quiet).nats
+            return _evaluate(args, of, images, None).nats
 
         return ScoredSet(images.numpy(), nats(model), nats(background) if background else None)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Any
 
 from pixelcnn.cli import coding_command, receptive_field_command
 from pixelcnn.cli.arguments import OVERWRITE_HELP, count, number, path
+from pixelcnn.evaluate import BF16_TOLERANCE, SCORING_PRECISIONS
 from pixelcnn.likelihoods import LIKELIHOODS
 from pixelcnn.networks import NETWORKS
 from pixelcnn.ood import COMPRESSORS, OOD_METHODS
@@ -215,6 +217,15 @@ def _add_scoring_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=count(1), default=None)
     parser.add_argument("--limit", type=count(1), default=None, help="score the first N images")
     parser.add_argument("--batch-size", type=count(1), default=256)
+    _add_precision(parser)
+
+
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision", default="fp32", choices=SCORING_PRECISIONS,
+        help="bf16: the network in bfloat16 autocast, unless that moves a score of the first "
+        f"batch by more than {BF16_TOLERANCE} bits/dim (then fp32, with a warning)",
+    )  # fmt: skip
 
 
 def _add_score(commands: argparse._SubParsersAction) -> None:
@@ -255,6 +266,7 @@ def _add_ood(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     ood.add_argument("--compressor", default="png", choices=COMPRESSORS, help="for complexity")
     ood.add_argument("--batch-size", type=count(1), default=256)
+    _add_precision(ood)
     ood.add_argument("--json", action="store_true", help="print one JSON object")
     ood.add_argument("--quiet", action="store_true")
 
@@ -317,6 +329,11 @@ def _stored_problem(action: argparse.Action, value: Any) -> str | None:
     return None
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning from the library, as one line on stderr (not Python's two with a path)."""
+    print(f"pixelcnn: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     if isinstance(error, OSError) and error.filename and error.strerror:
@@ -345,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         "decompress": coding_command.run_decompress,
     }
     try:
-        handler[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            handler[args.command](args)
     except KeyboardInterrupt:
         print("pixelcnn: interrupted", file=sys.stderr)
         return 130
