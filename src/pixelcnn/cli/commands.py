@@ -172,6 +172,7 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
         perturb=args.perturb,
         weight_decay=args.weight_decay,
         precision=args.precision,
+        compile=args.compile,
         tensorboard=args.tensorboard,
         ema_decay=args.ema,
         init_images=args.data_init,

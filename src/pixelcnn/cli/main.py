@@ -100,6 +100,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="training arithmetic: bf16 autocast (CPU, GPU), fp16 with loss scaling (GPU)",
     )
     train.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training passes: faster steps after minutes of compiling "
+        "(see BENCHMARKS.md, Scoring speed)",
+    )
+    train.add_argument(
         "--ema-decay",  # the name of the option it sets (TrainOptions.ema_decay)
         "--ema",
         dest="ema",

@@ -21,6 +21,6 @@ def mean_bits_per_dim(
     """The training loss: mean bits/dim of integer levels [B, C, H, W] -> scalar.
 
     ``forward`` runs the network in place of ``model`` itself (its DDP wrapper)."""
-    params = (forward or model)(levels, condition)
+    params = (model if forward is None else forward)(levels, condition)
     nats = -model.likelihood.log_prob(params, levels).flatten(1).sum(1)
     return bits_per_dim(nats.mean(), math.prod(model.image_shape))

@@ -48,6 +48,9 @@ class TrainOptions:
     max_restores: int = 3
     # Arithmetic of the training passes (evaluation always runs in full precision).
     precision: str = "fp32"
+    # torch.compile the training forward (evaluation, sampling and the saved model stay
+    # eager): faster steps after a first one that compiles for minutes on a small CPU.
+    compile: bool = False
     # Scalars and, at each evaluation, a sample grid in run_dir/tensorboard, when the
     # tensorboard package is installed.
     tensorboard: bool = True

@@ -71,6 +71,8 @@ class Trainer:
             self.last_good, options.max_bad_steps, options.max_restores, options.lr_backoff
         )
         self.forward = world.wrap(model)  # DDP across processes; the model itself in one
+        if options.compile:  # a wrapper: the model, its weights and their names unchanged
+            self.forward = torch.compile(self.forward)
 
     @property
     def eval_model(self) -> DensityModel:
