@@ -4,9 +4,8 @@ A forward pass allocates and frees hundreds of activation tensors, each one to t
 megabytes. glibc's malloc serves blocks above a threshold (dynamic, from 128 KiB) with
 ``mmap`` and returns them with ``munmap`` on free, and trims the top of its heap as soon as
 128 KiB lie free there; every later pass then faults the same memory back in page by page,
-zeroed by the kernel. Measured on the PixelCNN++ default model scoring 28×28 images, that is
-about 1800 page faults per image and system time a fifth of user time at batch 16, and more
-system than user time from batch 250 (see BENCHMARKS.md, "Scoring speed").
+zeroed by the kernel: scoring spent 0.2-0.7× its user time in the kernel at batch 128 and
+1.1-1.8× at batch 512 (BENCHMARKS.md, "Scoring speed").
 
 :func:`keep_freed_memory` raises both thresholds (glibc only; elsewhere it does nothing), so
 freed blocks up to :data:`MMAP_CEILING` are reused. Blocks above it are still mapped afresh

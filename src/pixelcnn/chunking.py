@@ -19,8 +19,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-# Three quarters of the mmap ceiling: measured on the default models (BENCHMARKS.md,
-# "Scoring speed"), 16-24 MiB chunks score fastest; larger ones meet the ceiling
+# Three quarters of the mmap ceiling: in a sweep on the default models 16-24 MiB chunks
+# scored fastest; larger ones meet the ceiling
 CHUNK_BYTES = 24 * 2**20
 
 
