@@ -5,10 +5,12 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -277,3 +279,23 @@ def test_a_first_ctrl_c_ends_the_step_and_checkpoints_a_second_interrupts(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         train(vector_model(), images, None, options(checkpoint_every=100), tmp_path / "b",
               train_condition=vectors)  # fmt: skip
+
+
+def test_a_checkpoint_pruned_while_the_run_is_listed_is_not_listed(tmp_path, monkeypatch):
+    """Another process prunes its oldest checkpoint between listing the folder and reading
+    the checkpoint's files: the listing skips it instead of failing."""
+    from pixelcnn.train import checkpoint
+
+    for step in (1, 2):
+        folder = tmp_path / checkpoint.CHECKPOINT_DIR / f"step_{step:08d}"
+        folder.mkdir(parents=True)
+        (folder / checkpoint.STATE_JSON).write_text("{}")
+    real_iterdir = Path.iterdir
+
+    def pruned_meanwhile(self):
+        if self.name == "step_00000001":
+            shutil.rmtree(self)
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", pruned_meanwhile)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002"]

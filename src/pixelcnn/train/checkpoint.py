@@ -96,9 +96,14 @@ _FILES = {STATE_TENSORS, STATE_JSON}
 
 
 def _holds_only_checkpoint_files(folder: Path) -> bool:
-    return (
-        folder.is_dir() and not folder.is_symlink() and {p.name for p in folder.iterdir()} <= _FILES
-    )
+    """False also for a folder that vanishes while it is read: a training process prunes
+    its oldest checkpoint while another process (a test, a resume check) lists them."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    try:
+        return {p.name for p in folder.iterdir()} <= _FILES
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _is_laid_out(folder: Path) -> bool:
