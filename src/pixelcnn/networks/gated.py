@@ -11,6 +11,7 @@ from torch import nn
 from pixelcnn.networks.base import Network
 from pixelcnn.nn import ConditionSpec, GatedBlock, MaskedConv2d
 from pixelcnn.nn.conditioning import condition_at
+from pixelcnn.nn.gated_step import HorizontalStackStep
 from pixelcnn.nn.stepping import Cursor, GenerationSteps, steppers
 
 
@@ -88,42 +89,43 @@ class GatedPixelCNN(Network):
 
 class GatedSteps(GenerationSteps):
     """The vertical stack steps row by row (one row ahead: row i - 1 gives the link into
-    row i), the horizontal stack and the head pixel by pixel."""
+    row i) through its layers' steppers; the horizontal stack and the head step pixel by
+    pixel fused (:class:`~pixelcnn.nn.gated_step.HorizontalStackStep`)."""
 
     def __init__(self, network: GatedPixelCNN, batch: int, width: int, condition: dict | None):
         self.cursor = Cursor()
         pairs = []
         for block in network.blocks:
             pairs += steppers(block.vertical, batch, width, self.cursor, 0, pixelwise=False)
-            for layer in (block.horizontal, block.residual, block.skip):
-                pairs += steppers(layer, batch, width, self.cursor, 0, pixelwise=True)
-        pairs += steppers(network.head, batch, width, self.cursor, 0, pixelwise=True)
         first = network.blocks[0]
-        super().__init__(pairs, image_layers=[first.vertical, first.horizontal])
+        super().__init__(pairs, image_layers=[first.vertical])
         self.network, self.batch, self.width, self.condition = network, batch, width, condition
-        self.above: list[torch.Tensor] = []  # per block: its link into the current row
+        self.horizontal = HorizontalStackStep(network.blocks, network.head, batch)
 
     def row(self, i: int) -> None:
         blocks = self.network.blocks
         if i == 0:  # the row above the image: the shifted-in zeros
             link = blocks[0].vertical_to_horizontal
             zeros = link.weight.new_zeros(self.batch, link.in_channels, 1, self.width)
-            self.above = [block.vertical_to_horizontal(zeros) for block in blocks]
-            return
-        self.cursor.row = i - 1
-        condition = condition_at(self.condition, i - 1)
-        v, self.above = None, []
-        for block in blocks:
-            v_bias, _ = block.biases(condition, 1)
-            v, v_pre = block.vertical_part(v, v_bias)
-            self.above.append(block.vertical_to_horizontal(v_pre))
+            above = [block.vertical_to_horizontal(zeros) for block in blocks]
+        else:
+            self.cursor.row = i - 1
+            condition = condition_at(self.condition, i - 1)
+            v, above = None, []
+            for block in blocks:
+                v_bias, _ = block.biases(condition, 1)
+                v, v_pre = block.vertical_part(v, v_bias)
+                above.append(block.vertical_to_horizontal(v_pre))
+        condition = condition_at(self.condition, i)
+        for k, block in enumerate(blocks):
+            _, h_bias = block.biases(condition, 1)
+            if h_bias is not None:
+                above[k] = above[k] + h_bias
+        self.horizontal.start_row(above)
 
     def pixel(self, i: int, j: int, x: torch.Tensor) -> torch.Tensor:
-        self.cursor.row, self.cursor.col = i, j
-        condition = condition_at(self.condition, i, j)
-        h, skips = x, 0
-        for block, above in zip(self.network.blocks, self.above, strict=True):
-            _, h_bias = block.biases(condition, 1)
-            h, skip = block.horizontal_part(h, above[:, :, :, j : j + 1], h_bias)
-            skips = skips + skip
-        return self.network.head(skips)
+        return self.horizontal(j, x)
+
+    def commit(self, i: int, j: int, x: torch.Tensor) -> None:
+        super().commit(i, j, x)
+        self.horizontal.commit(j, x)
