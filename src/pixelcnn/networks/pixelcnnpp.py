@@ -11,6 +11,7 @@ from torch import nn
 
 from pixelcnn.networks.base import Network
 from pixelcnn.nn import ConditionProjection, ConditionSpec
+from pixelcnn.nn.dropout import Dropout
 from pixelcnn.nn.shifted_conv import (
     NetworkInNetwork,
     ShiftedConv2d,
@@ -46,7 +47,7 @@ class GatedResidual(nn.Module):
         kernel = (2, 2) if right else (2, 3)
         self.conv_in = ShiftedConv2d(2 * channels, channels, kernel, right=right)
         self.skip = NetworkInNetwork(2 * skip_channels, channels) if skip_channels else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv_out = ShiftedConv2d(2 * channels, 2 * channels, kernel, right=right)
         self.condition = (
             ConditionProjection(condition, 2 * channels, parts=1) if condition else None
