@@ -11,11 +11,13 @@ pixels), side by side:
 1. at every batch size in ``--batches``: scoring images/s, by one ``model.log_prob`` call
    per batch and by ``evaluate`` over at least 64 images in batches of that size (what
    ``pixelcnn eval`` / ``score`` / ``ood`` run), with the user and system CPU seconds they
-   took; and training images/s (the training step of ``throughput.py``);
+   took; and training images/s (the training step of ``throughput.py``), timed in a
+   process of its own;
 2. the same scoring "before": a process with glibc's allocator left as it is
    (``PIXELCNN_MALLOC=system``), whole batches at once (``scoring_chunk_bytes = None``) and
-   weights recomputed per batch, which is how scoring ran before those fixes. Before and
-   after processes take ``--rounds`` turns and each number is the median over them;
+   weights recomputed per batch, which is how scoring ran before those fixes. Before,
+   after and training processes take ``--rounds`` turns; each number is the median over
+   them;
 3. bf16 scoring: the model trained briefly on real data (``--bf16-steps``), then its test
    images scored in fp32 and under bfloat16 autocast: per-image bits/dim gap and speed;
 4. with ``--compile``: ``torch.compile`` of the network against the eager model, training
@@ -120,15 +122,21 @@ def make_model(entry: dict[str, Any], seed: int) -> pixelcnn.DensityModel:
 
 
 def worker(entry: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One process's measurements of one model at every batch size: log_prob and
-    evaluate, and (after the fixes) the training step, one after the other."""
+    """One process's measurements of one model at every batch size: log_prob and evaluate
+    ("before" or "after" the fixes), or the training step (a process of its own, so that
+    training's memory does not sit beside the scoring measurements)."""
+    images = random_images(tuple(entry["image_shape"]), max(*args.batches, 64), args.seed)
+    rows = []
+    if args.worker == "training":
+        training = make_model(entry, args.seed).train()
+        for b in args.batches:
+            step = make_train_step(training, training.images_to_levels(images[:b]), 1e-3, 1.0)
+            rows.append({"batch": b, "training": measure(step, b, args.seconds)})
+        return rows
     before = args.worker == "before"
     scoring = make_model(entry, args.seed).eval()
     if before:
         scoring.scoring_chunk_bytes = None
-    training = make_model(entry, args.seed).train()
-    images = random_images(tuple(entry["image_shape"]), max(*args.batches, 64), args.seed)
-    rows = []
     for b in args.batches:
         many = images[: max(b, 64)]  # evaluate: at least 64 images in batches of b
         row = {
@@ -136,16 +144,14 @@ def worker(entry: dict[str, Any], args: argparse.Namespace) -> list[dict[str, An
             "log_prob": measure(scorer(scoring, images[:b]), b, args.seconds),
             "evaluate": measure(evaluator(scoring, many, b, before), len(many), args.seconds),
         }
-        if not before:
-            step = make_train_step(training, training.images_to_levels(images[:b]), 1e-3, 1.0)
-            row["training"] = measure(step, b, args.seconds)
         rows.append(row)
     return rows
 
 
 def run_worker(kind: str, args: argparse.Namespace) -> list[list[dict[str, Any]]]:
     """Every model's rows from a child process: "before" with glibc's allocator left alone
-    (it is set at import) and whole batches, "after" as the package runs now."""
+    (it is set at import) and whole batches, "after" and "training" as the package runs
+    now."""
     command = [sys.executable, __file__, "--worker", kind, "--seconds", str(args.seconds)]
     command += ["--batches", *map(str, args.batches), "--models", *map(str, args.models)]
     env = {**os.environ, "PIXELCNN_MALLOC": "system" if kind == "before" else ""}
@@ -154,17 +160,19 @@ def run_worker(kind: str, args: argparse.Namespace) -> list[list[dict[str, Any]]
 
 
 def interleaved(args: argparse.Namespace) -> list[list[dict[str, Any]]]:
-    """Per model and batch, the median over ``--rounds`` of each measurement, "before" and
-    "after" processes taking turns (the machine's speed drifts; turns spread the drift)."""
+    """Per model and batch, the median over ``--rounds`` of each measurement, "before",
+    "after" and "training" processes taking turns (the machine's speed drifts; turns
+    spread the drift)."""
     rounds = []
     for _ in range(args.rounds):
-        rounds.append((run_worker("before", args), run_worker("after", args)))
+        kinds = ("before", "after", "training")
+        rounds.append(tuple(run_worker(kind, args) for kind in kinds))
     merged = []
     for m in range(len(args.models)):
         rows = []
         for i, b in enumerate(args.batches):
             row: dict[str, Any] = {"batch": b}
-            for side, prefix in ((0, "before_"), (1, "")):
+            for side, prefix in ((0, "before_"), (1, ""), (2, "")):
                 for key in rounds[0][side][m][i]:
                     if key == "batch":
                         continue
@@ -377,7 +385,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--update-docs", default=None, metavar="MARKDOWN")
-    parser.add_argument("--worker", choices=["before", "after"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["before", "after", "training"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     if args.quick:
