@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -68,18 +67,9 @@ def all_images(image_shape, values):
     return torch.tensor(grid, dtype=torch.uint8).reshape(len(grid), *image_shape)
 
 
-class _OperationCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def count_operations(fn) -> int:
-    """How many tensor operations (ATen calls) ``fn()`` runs."""
-    with _OperationCounter() as counter:
+    """How many tensor operations (ATen calls) ``fn()`` runs, counted by the sampling
+    benchmark's dispatch mode."""
+    with load_benchmark("sampling_speed").OperationCounter() as counter:
         fn()
     return counter.count
