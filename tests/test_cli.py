@@ -108,8 +108,9 @@ def test_rgb_npz_data_trains_and_evaluates(tmp_path, capsys):
     mixture = tmp_path / "mixture"
     argv = ["train", "--out", str(mixture), "--data", str(tmp_path / "colour.npz"), "--steps", "3"]
     argv += ["--preset", "tiny", "--likelihood", "logistic_mixture", "--samples", "2", "--quiet"]
-    assert main(argv) == 0
-    assert pixelcnn.load(mixture).config.likelihood == "logistic_mixture"
+    assert main([*argv, "--hp", "components=3"]) == 0
+    saved = pixelcnn.load(mixture)
+    assert saved.config.likelihood == "logistic_mixture" and saved.likelihood.components == 3
     assert main(["eval", str(run), "--json", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["images"] == 10 and 2.5 < result["bits_per_dim"] < 3.5  # log2(8) = 3
@@ -123,6 +124,7 @@ def test_rgb_npz_data_trains_and_evaluates(tmp_path, capsys):
         (["train", "--out", "{tmp}/r", "--data", "{tmp}/missing.npz", *TINY], "missing.npz"),
         (["train", "--out", "{tmp}/r", *TINY, "--levels", "1"], "levels"),
         (["train", "--out", "{tmp}/r", "--hp", "depth=3", *TINY], "unknown hyperparameter"),
+        (["train", "--out", "{tmp}/r", "--hp", "components=3", *TINY], "belongs to logistic"),
         (["train", "--out", "{tmp}/r", "--steps", "0", *TINY], "steps"),
         (["train", "--out", "{tmp}/r", "--resume", *TINY], "not a training run"),
     ],

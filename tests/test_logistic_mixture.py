@@ -1,6 +1,7 @@
 """Discretized logistic mixture: normalized, exact against float64 brute force, sampler agrees."""
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -140,3 +141,73 @@ def test_mixture_model_samples_valid_images_for_few_levels():
     images = model.sample(3, generator=torch.Generator().manual_seed(0))
     assert images.shape == (3, 3, 3, 3) and model.quantizer.is_valid(images)
     assert torch.isfinite(model.log_prob(images)).all()
+
+
+def test_the_number_of_components_is_a_hyperparameter_saved_with_the_model(tmp_path):
+    """``components`` (default 10, the paper's) reaches the likelihood from ``create`` and
+    from a saved config; the network's output follows it; the config records it always."""
+    model = pixelcnn.create("pixelcnnpp", (3, 4, 4), preset="tiny", components=3)
+    assert model.likelihood.components == 3 and model.likelihood.num_params == 30
+    images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    assert model(model.images_to_levels(images)).shape[1] == 30
+    model.save(tmp_path / "three")
+    assert json.loads((tmp_path / "three" / "config.json").read_text())["likelihood_options"] == {
+        "components": 3
+    }
+    loaded = pixelcnn.load(tmp_path / "three")
+    assert loaded.likelihood.components == 3
+    assert torch.equal(loaded.log_prob(images), model.log_prob(images))
+    default = pixelcnn.create("gated", (1, 4, 4), preset="tiny", likelihood="logistic_mixture")
+    assert default.config.likelihood_options == {"components": 10}
+    assert pixelcnn.create("gated", (1, 4, 4), preset="tiny").config.likelihood_options == {}
+
+
+def test_a_config_saved_before_components_existed_loads_with_ten(tmp_path):
+    pixelcnn.create("pixelcnnpp", (1, 4, 4), preset="tiny").save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["likelihood_options"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert pixelcnn.load(tmp_path).likelihood.components == 10
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"components": 0}, "in 1..256"),
+        ({"components": 1.5}, "integer"),
+        ({"components": "many"}, "integer"),
+        ({"components": 2, "likelihood": "categorical"}, "belongs to logistic_mixture"),
+    ],
+)
+def test_bad_component_counts_are_refused_when_the_model_is_made(keywords, message):
+    with pytest.raises(ValueError, match=message):
+        pixelcnn.create("pixelcnnpp", (1, 4, 4), preset="tiny", **keywords)
+
+
+@pytest.mark.parametrize("options", [[3], {"components": 0}, {"heads": 2}])
+def test_a_config_with_bad_likelihood_options_is_refused_on_load(tmp_path, options):
+    pixelcnn.create("pixelcnnpp", (1, 4, 4), preset="tiny").save(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["likelihood_options"] = options
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError):
+        pixelcnn.load(tmp_path)
+
+
+@pytest.mark.parametrize("components", [1, 2])
+def test_a_mixture_of_any_size_sums_to_one_over_every_image(components):
+    model = pixelcnn.create(
+        "gated",
+        (3, 1, 1),
+        levels=4,
+        preset="tiny",
+        likelihood="logistic_mixture",
+        components=components,
+    )
+    perturb(model, scale=1.0)
+    model.double()
+    images = all_images((3, 1, 1), model.quantizer.valid_values().tolist())
+    with torch.no_grad():
+        probabilities = model.log_prob(images).exp()
+    assert abs(probabilities.sum().item() - 1.0) < 1e-9
+    assert probabilities.max().item() > 2.0 / len(images)

@@ -26,7 +26,7 @@ from pixelcnn.chunking import CHUNK_BYTES, chunk_length, largest_temporary
 from pixelcnn.conditions import prepare_condition, select
 from pixelcnn.encodings import ImageEncoding, TokenEncoding
 from pixelcnn.files import atomic_write, check_writable
-from pixelcnn.likelihoods import build_likelihood
+from pixelcnn.likelihoods import LIKELIHOODS, build_likelihood, option_names, resolve_options
 from pixelcnn.networks import build_network, network_spec, resolve_hyperparameters
 from pixelcnn.quantize import Quantizer, check_levels
 from pixelcnn.sampling import Source, generate, known_prefix
@@ -58,6 +58,7 @@ class ModelConfig:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     data: str = "image"
     embedding_dim: int = 0
+    likelihood_options: dict[str, Any] = field(default_factory=dict)  # e.g. components
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, **asdict(self)}
@@ -81,6 +82,9 @@ class ModelConfig:
             hyperparameters = data.get("hyperparameters", {})
             if not isinstance(hyperparameters, dict):
                 raise ValueError(f"hyperparameters must be an object, got {hyperparameters!r}")
+            options = data.get("likelihood_options", {})  # absent before components existed
+            if not isinstance(options, dict):
+                raise ValueError(f"likelihood_options must be an object, got {options!r}")
             return cls(
                 model=_text(data["model"], "model"),
                 image_shape=tuple(as_int(v, "image_shape", 1, MAX_SIDE) for v in shape),
@@ -89,6 +93,7 @@ class ModelConfig:
                 hyperparameters=hyperparameters,
                 data=_text(data.get("data", "image"), "data"),
                 embedding_dim=as_int(data.get("embedding_dim", 0), "embedding_dim", 0, 65536),
+                likelihood_options=options,
             )
         except ValueError as error:
             raise ValueError(f"{source} is malformed: {error}") from None
@@ -141,7 +146,9 @@ class DensityModel(nn.Module):
         self.config = config
         self.encoding = _build_encoding(config)
         channels = config.image_shape[0]
-        self.likelihood = build_likelihood(config.likelihood, config.levels, channels)
+        self.likelihood = build_likelihood(
+            config.likelihood, config.levels, channels, **config.likelihood_options
+        )
         tokens = config.data == "tokens"
         # A likelihood that draws whole pixels (the logistic mixture couples R -> G -> B
         # itself) needs a network that sees nothing of the current pixel: one colour group.
@@ -424,7 +431,8 @@ def create(
     "categorical" or "logistic_mixture" (default: the network's own, categorical for all
     but PixelCNN++); ``preset`` picks a named
     hyperparameter set ("default", "tiny", "paper"), which keyword ``hyperparameters`` then
-    override (conditioning too: ``num_classes``, ``vector_dim``, ``spatial_channels``).
+    override (conditioning too: ``num_classes``, ``vector_dim``, ``spatial_channels``);
+    a keyword of the likelihood goes to it (the mixture's ``components``, default 10).
 
     ``data="tokens"`` makes a prior over integer grids: ``image_shape`` is then (H, W),
     ``levels`` the number of symbols K, and each symbol enters through a learned embedding
@@ -442,6 +450,9 @@ def create(
         raise ValueError(f"data must be 'image' or 'tokens', got {data!r}")
     if likelihood is None:
         likelihood = network_spec(model).likelihood
+    # a keyword some likelihood takes (the mixture's components) goes to the likelihood
+    known = {name for other in LIKELIHOODS for name in option_names(other)}
+    options = {k: hyperparameters.pop(k) for k in list(hyperparameters) if k in known}
     config = ModelConfig(
         model=model,
         image_shape=shape,
@@ -450,6 +461,7 @@ def create(
         hyperparameters=resolve_hyperparameters(model, preset, hyperparameters),
         data=data,
         embedding_dim=dim,
+        likelihood_options=resolve_options(likelihood, options, with_defaults=True),
     )
     return DensityModel(config)
 
