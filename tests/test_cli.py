@@ -45,6 +45,24 @@ def test_train_sample_eval_end_to_end(tmp_path, capsys):
     assert result["images"] == 20 and result["split"] == "test" and 0 < result["bits_per_dim"] < 3
 
 
+def test_size_takes_a_height_and_a_width(tmp_path, capsys):
+    """--size H W trains on H x W images; eval resizes its data the same way from the run's
+    stored arguments."""
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--steps", "2", "--samples", "0", *TINY]
+    assert main([*argv, "--size", "6", "10"]) == 0  # the last --size wins over TINY's
+    assert pixelcnn.load(run).image_shape == (1, 6, 10)
+    assert main(["eval", str(run), "--json", "--limit", "8", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images"] == 8
+    assert main(["eval", str(run), "--size", "6", "--limit", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "[1, 6, 10]" in err and len(err.splitlines()) == 1  # the model's shape, named
+    resume = ["train", "--out", str(run), "--steps", "3", "--resume", "--quiet", "--samples", "0"]
+    assert main(resume) == 0  # the stored [6, 10] is read back as the size
+    assert pixelcnn.load(run).image_shape == (1, 6, 10)
+
+
 def test_existing_run_is_kept_unless_resume_or_force(tmp_path, capsys):
     run = tmp_path / "run"
     assert _train(run, "--samples", "0") == 0
@@ -141,6 +159,8 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path, capsys, argv, message)
     "argv",
     [
         ["train", "--levels", "many"],
+        ["train", "--size", "4", "5", "6"],
+        ["eval", "r", "--size", "0"],
         ["sample"],
         ["frobnicate"],
         ["eval", "r", "--split", "x"],

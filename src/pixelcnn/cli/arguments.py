@@ -62,3 +62,21 @@ def _path_text(text: str) -> str:
 
 
 path = _checked(_path_text, "path")
+
+
+RESIZE_HELP = (
+    "resize images to SIZE x SIZE, or to H x W with two numbers (Pillow: an area average "
+    "(BOX) when shrinking both sides, bilinear otherwise; each channel on its own)"
+)
+
+
+class ImageSize(argparse.Action):
+    """``--size S`` or ``--size H W``: stores S (an int) or (H, W)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs="+", type=count(1), **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) > 2:
+            parser.error(f"{option_string} takes one size or a height and a width, got {values}")
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else tuple(values))

@@ -9,7 +9,7 @@ import warnings
 from typing import Any
 
 from pixelcnn.cli import coding_command, receptive_field_command
-from pixelcnn.cli.arguments import OVERWRITE_HELP, count, number, path
+from pixelcnn.cli.arguments import OVERWRITE_HELP, RESIZE_HELP, ImageSize, count, number, path
 from pixelcnn.evaluate import BF16_TOLERANCE, SCORING_PRECISIONS
 from pixelcnn.likelihoods import LIKELIHOODS
 from pixelcnn.networks import NETWORKS
@@ -66,7 +66,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="dataset name or path to an .npz file / image folder",
     )
     train.add_argument("--data-dir", type=path, default=None, help="where the dataset's files are")
-    train.add_argument("--size", type=count(1), default=None, help="resize images to SIZE x SIZE")
+    train.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
     train.add_argument(
         "--steps", type=count(1), default=None, help="optimizer steps (default 1500)"
     )
@@ -220,7 +220,7 @@ def _add_scoring_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
     parser.add_argument("--data-dir", type=path, default=None)
     parser.add_argument("--split", default="test", choices=["train", "test"])
-    parser.add_argument("--size", type=count(1), default=None)
+    parser.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
     parser.add_argument("--limit", type=count(1), default=None, help="score the first N images")
     parser.add_argument("--batch-size", type=count(1), default=256)
     _add_precision(parser)
@@ -263,7 +263,7 @@ def _add_ood(commands: argparse._SubParsersAction) -> None:
     ood.add_argument("--ood-data-dir", type=path, default=None)
     ood.add_argument("--split", default="test", choices=["train", "test"])
     ood.add_argument("--limit", type=count(1), default=None, help="the first N images of each")
-    ood.add_argument("--size", type=count(1), default=None, help="resize both sets to SIZE")
+    ood.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
     ood.add_argument("--rgb", action="store_true", help="repeat grey images into RGB")
     ood.add_argument("--method", default="all", choices=[*OOD_METHODS, "all"], help="default: all")
     ood.add_argument(
@@ -322,6 +322,10 @@ def _stored_problem(action: argparse.Action, value: Any) -> str | None:
         return None if ok else "not a list of strings"
     if value is None:
         return None if action.default is None else "not set"
+    if isinstance(action, ImageSize) and isinstance(value, list):  # --size H W, stored
+        if len(value) != 2:
+            return "not a height and a width"
+        return next(filter(None, (_stored_problem(action, side) for side in value)), None)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return "of the wrong kind"
     try:

@@ -492,7 +492,7 @@ def load_dataset(
     split: str = "train",
     root: str | Path | None = None,
     download: bool = True,
-    size: int | None = None,
+    size: int | tuple[int, int] | None = None,
 ) -> ImageDataset:
     """Load one split of a dataset as ``uint8 [N, C, H, W]`` images and labels.
 
@@ -500,7 +500,8 @@ def load_dataset(
     with ``x_train``/``x_test`` (+ optional ``y_*``) arrays, or a path to a folder of images
     (optionally in class subfolders). ``root`` overrides where a registered dataset's files
     are looked for (and downloaded to); ``download=False`` never touches the network.
-    ``size`` resizes the images to ``size x size``.
+    ``size`` resizes the images to ``size x size``, or to ``(H, W)`` for a pair (an area
+    average when shrinking both sides, bilinear otherwise: see ``resize_images``).
 
     Raises ``DatasetNotFoundError`` (one line, saying how to get the data) when files are
     absent, ``DataFormatError`` (one line, naming the file) when they are corrupt, too large
