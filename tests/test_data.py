@@ -673,3 +673,51 @@ def test_fashion_mnist_real():
     assert train.images.shape == (60000, 1, 28, 28) and test.image_shape == (1, 28, 28)
     assert np.bincount(test.labels).tolist() == [1000] * 10
     assert train.class_names[9] == "Ankle boot"
+
+
+def _imagenet_batch(path, images, labels):
+    """A downsampled-ImageNet batch as its authors write it: flat rows of R, G, B planes,
+    1-based labels (a list), and the mean image."""
+    data = images.reshape(len(images), -1)
+    np.savez(path, data=data, labels=list(labels), mean=data.mean(0))
+
+
+def test_a_downsampled_imagenet_folder_reads_batches_in_order_with_zero_based_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 256, (n, 3, 4, 4), dtype=np.uint8) for n in (3, 2, 4)]
+    labels = [rng.integers(1, 1001, len(p)) for p in parts]
+    # batch 10 must come after batch 2 (numeric order, not text order)
+    for number, images, y in zip((1, 2, 10), parts, labels, strict=True):
+        _imagenet_batch(tmp_path / f"train_data_batch_{number}.npz", images, y)
+    val = rng.integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
+    _imagenet_batch(tmp_path / "val_data.npz", val, [1, 2, 3, 1000, 7])
+    train = load_dataset(tmp_path, "train")
+    assert np.array_equal(train.images, np.concatenate(parts))
+    assert np.array_equal(train.labels, np.concatenate(labels) - 1)
+    test = load_dataset(tmp_path, "test", size=(2, 3))
+    assert test.images.shape == (5, 3, 2, 3)
+    assert test.labels.tolist() == [0, 1, 2, 999, 6]
+
+
+@pytest.mark.parametrize(
+    ("rows", "labels", "message"),
+    [
+        (np.zeros((2, 50), np.uint8), [1, 2], "3 x side x side"),
+        (np.zeros((2, 12), np.uint8), [0, 2], "count from 1"),
+        (np.zeros((2, 12), np.uint8), [1], "1 labels for 2 images"),
+        (np.zeros((2, 12), np.float32) + 0.5, [1, 2], "data"),
+    ],
+)
+def test_a_bad_downsampled_imagenet_batch_is_one_line(tmp_path, rows, labels, message):
+    np.savez(tmp_path / "val_data.npz", data=rows, labels=labels)
+    with pytest.raises(DataFormatError, match=message) as caught:
+        load_dataset(tmp_path, "test")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_downsampled_imagenet_folder_without_the_split_says_what_is_missing(tmp_path):
+    _imagenet_batch(tmp_path / "val_data.npz", np.zeros((2, 3, 4, 4), np.uint8), [1, 2])
+    with pytest.raises(DatasetNotFoundError, match=r"train_data_batch_\*\.npz"):
+        load_dataset(tmp_path, "train")
+    with pytest.raises(DataFormatError, match="downsampled-ImageNet batch"):
+        load_dataset(tmp_path / "val_data.npz", "test")  # one file given: points at the folder

@@ -26,6 +26,7 @@ from .readers import (
     gunzip_file,
     image_folder_files,
     read_cifar10,
+    read_downsampled_imagenet,
     read_idx_images,
     read_image_files,
     read_npz,
@@ -437,6 +438,29 @@ def _load_npz_path(path: Path, split: str) -> ImageDataset:
     return ImageDataset(images, labels, path.stem, split, class_names)
 
 
+def _downsampled_imagenet_files(folder: Path, split: str) -> list[Path]:
+    """A downsampled-ImageNet folder's batches of ``split``: ``train_data_batch_<k>.npz``
+    in the order of k, or ``val_data.npz`` for the test split."""
+    if split == "test":
+        return [folder / "val_data.npz"] if (folder / "val_data.npz").is_file() else []
+    batches = []
+    for path in folder.glob("train_data_batch_*.npz"):
+        number = path.stem.removeprefix("train_data_batch_")
+        if number.isdigit():
+            batches.append((int(number), path))
+    return [path for _, path in sorted(batches)]
+
+
+def _load_downsampled_imagenet(path: Path, split: str) -> ImageDataset:
+    files = _downsampled_imagenet_files(path, split)
+    if not files:
+        wanted = "val_data.npz" if split == "test" else "train_data_batch_*.npz"
+        raise DatasetNotFoundError(f"{path}: a downsampled-ImageNet folder without {wanted}")
+    images, labels = read_downsampled_imagenet(files)
+    _refuse_empty(images, path, split)
+    return ImageDataset(images, labels, path.name, split)
+
+
 def _holds_images(folder: Path) -> bool:
     """Whether ``folder`` or one of its subfolders (classes) holds an image file."""
     for entry in folder.iterdir():
@@ -527,6 +551,8 @@ def _load_unresized(
     path = Path(os.fspath(name)).expanduser()
     if path.is_file() and path.suffix.lower() == ".npz":
         return _load_npz_path(path, split)
+    if path.is_dir() and any(_downsampled_imagenet_files(path, part) for part in SPLITS):
+        return _load_downsampled_imagenet(path, split)
     if path.is_dir():
         return _load_folder_path(path, split)
     raise ValueError(

@@ -555,7 +555,13 @@ def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.nda
     x_key, y_key = f"x_{split}", f"y_{split}"
     arrays, keys = _read_npz_arrays(path, (x_key, y_key))
     if x_key not in arrays:
-        raise DataFormatError(f"{path}: no array {x_key!r}; arrays present: {keys}")
+        hint = ""
+        if "data" in keys and "labels" in keys:
+            hint = (
+                " (a downsampled-ImageNet batch? pass the folder holding its "
+                "train_data_batch_*.npz and val_data.npz)"
+            )
+        raise DataFormatError(f"{path}: no array {x_key!r}; arrays present: {keys}{hint}")
     images = _to_nchw(_as_uint8(arrays[x_key], f"{path}:{x_key}"), f"{path}:{x_key}")
     labels = arrays.get(y_key)
     if labels is None:
@@ -567,6 +573,45 @@ def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.nda
             f"got dtype {labels.dtype} shape {labels.shape}"
         )
     return images, checked_labels(labels, f"{path}:{y_key}")
+
+
+def _downsampled_imagenet_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file: ``data`` uint8 [n, 3 * s * s] (R, G, B planes, rows in order) and
+    ``labels`` 1..1000 -> images uint8 [n, 3, s, s] and 0-based int64 labels [n]."""
+    arrays, keys = _read_npz_arrays(path, ("data", "labels"))
+    if "data" not in arrays or "labels" not in arrays:
+        raise DataFormatError(f"{path}: expected arrays 'data' and 'labels', found {keys}")
+    data, labels = arrays["data"], arrays["labels"].reshape(-1)
+    side = math.isqrt(data.shape[1] // 3) if data.ndim == 2 else 0
+    if data.ndim != 2 or side < 1 or data.shape[1] != 3 * side * side:
+        raise DataFormatError(
+            f"{path}:data: expected rows of 3 x side x side pixels, got shape {data.shape}"
+        )
+    if len(labels) != len(data):
+        raise DataFormatError(f"{path}:labels: {len(labels)} labels for {len(data)} images")
+    labels = checked_labels(labels, f"{path}:labels")
+    if labels.size and labels.min() < 1:
+        raise DataFormatError(f"{path}:labels: labels count from 1, got {labels.min()}")
+    images = _as_uint8(data, f"{path}:data").reshape(len(data), 3, side, side)
+    return images, labels - 1
+
+
+def read_downsampled_imagenet(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """The downsampled ImageNet npz batches (Chrabaszcz et al. 2017: ``train_data_batch_*``,
+    ``val_data``; 32x32 or 64x64) at ``paths``, in that order, as one set: images uint8
+    [N, 3, s, s] and 0-based labels int64 [N]. Every batch must have the same side."""
+    batches = [_downsampled_imagenet_batch(Path(path)) for path in paths]
+    sides = {images.shape[2] for images, _ in batches}
+    if len(sides) > 1:
+        raise DataFormatError(f"{paths[0].parent}: batches of different sizes {sorted(sides)}")
+    if len(batches) == 1:
+        return batches[0]
+    total = sum(images.nbytes + labels.nbytes for images, labels in batches)
+    check_allocation(total, f"{paths[0].parent}: joining {len(batches)} batches")
+    return (
+        np.concatenate([images for images, _ in batches]),
+        np.concatenate([labels for _, labels in batches]),
+    )
 
 
 def read_npz_class_names(path: str | Path) -> list[str] | None:
