@@ -469,21 +469,6 @@ ISSUE_10_CLI_CASES = [
         "test labels reach 5",
     ),
     (
-        "a size the network cannot take",
-        lambda t, r: [
-            "train",
-            "--out",
-            str(t / "n"),
-            "--model",
-            "pixelcnnpp",
-            *TINY[:2],
-            "--size",
-            "6",
-            "--quiet",
-        ],
-        "divisible by 4",
-    ),
-    (
         "labels of 10^9",
         lambda t, r: train_on(
             t, "--conditional", y_train=np.full(20, 10**9), y_test=np.zeros(4, np.int64)

@@ -89,7 +89,8 @@ LEVELS = 3  # odd on purpose: no power-of-two shortcut hides a wrong bin
 
 
 def side(case: Case) -> int:
-    """The smallest square the network takes (a U-Net needs sides divisible by 4)."""
+    """The square a case is checked on: 4 for a U-Net (its smallest size without padding),
+    else 2; tests/test_image_sizes.py checks other sizes."""
     return 4 if (NETWORKS[case.network].network.row_multiple or 1) > 1 else 2
 
 

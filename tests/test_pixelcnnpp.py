@@ -76,10 +76,16 @@ def test_class_condition_and_dropout():
     assert not torch.equal(model.log_prob(x, 0), a)  # dropout is active in training
 
 
-def test_sizes_not_divisible_by_four_are_refused():
-    model = pixelcnn.create("pixelcnnpp", (1, 6, 8), levels=2, preset="tiny")
-    with pytest.raises(ValueError, match="divisible by 4"):
-        model.log_prob(torch.zeros(1, 1, 6, 8, dtype=torch.uint8))
+def test_any_size_runs_padded_and_cropped_and_other_sizes_are_refused():
+    """A 6x5 model runs its U-Net on 8x8 and returns 6x5 parameters; images of another
+    size than the model's are refused in one line (tests/test_image_sizes.py checks
+    causality, normalization and sampling at such sizes)."""
+    model = pixelcnn.create("pixelcnnpp", (1, 6, 5), levels=2, preset="tiny")
+    images = torch.zeros(2, 1, 6, 5, dtype=torch.uint8)
+    assert model(model.images_to_levels(images)).shape[2:] == (6, 5)
+    assert torch.isfinite(model.log_prob(images)).all()
+    with pytest.raises(ValueError, match="shape"):
+        model.log_prob(torch.zeros(1, 1, 8, 8, dtype=torch.uint8))
 
 
 def test_each_stream_is_causal_and_covers_its_region():

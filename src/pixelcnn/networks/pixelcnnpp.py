@@ -7,6 +7,7 @@ or any other likelihood.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pixelcnn.networks.base import Network
@@ -29,6 +30,22 @@ def with_ones(x: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> [B, C + 1, H, W]: a channel of ones tells the network where the image
     ends and the zero padding begins."""
     return torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+
+
+def padded_size(side: int) -> int:
+    """The side the U-Net runs at: ``side`` rounded up to a multiple of 2^(STAGES - 1)."""
+    multiple = 1 << (STAGES - 1)
+    return -(-side // multiple) * multiple
+
+
+def padded(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, H', W'] with zeros below and to the right, H' and W' the
+    :func:`padded_size` of H and W. Every padded position comes after the real ones of its
+    row, or below them all, and holds a constant, so no real output sees anything it may
+    not: the likelihood of the real pixels stays exact. The channel of ones is zero there,
+    as in the padding around the image."""
+    height, width = x.shape[2:]
+    return F.pad(x, (0, padded_size(width) - width, 0, padded_size(height) - height))
 
 
 class GatedResidual(nn.Module):
@@ -66,7 +83,11 @@ class GatedResidual(nn.Module):
 
 
 class PixelCNNPlusPlus(Network):
-    """Input [B, C_in, H, W] (H, W divisible by 4) -> parameters [B, P, H, W].
+    """Input [B, C_in, H, W] (any H, W >= 1) -> parameters [B, P, H, W].
+
+    The U-Net halves the resolution twice, so it runs on the image padded with zeros below
+    and to the right up to sides divisible by 4 (:func:`padded`), and its output is cropped
+    back; cached sampling steps over the padded width and only the real pixels.
 
     ``colour_groups`` must be 1 when a likelihood draws whole pixels (the logistic mixture):
     the streams see nothing of the current pixel at all. For a per-channel likelihood with
@@ -74,7 +95,7 @@ class PixelCNNPlusPlus(Network):
     but its R, G and B predictions of one pixel cannot see each other; prefer the mixture.
     """
 
-    # Two stride-2 stages: the sampler may crop rows only to multiples of 4.
+    # Two stride-2 stages: the naive sampler crops rows to multiples of 4, the padded size.
     row_multiple = 4
 
     def __init__(
@@ -131,9 +152,8 @@ class PixelCNNPlusPlus(Network):
         self, x: torch.Tensor, condition: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         self.check_condition(condition)
-        if x.shape[2] % 4 or x.shape[3] % 4:
-            raise ValueError(f"PixelCNN++ needs a height and width divisible by 4, got {x.shape}")
-        x = with_ones(x)
+        height, width = x.shape[2:]
+        x = padded(with_ones(x))
         us = [down_shift(self.u_init(x))]
         uls = [down_shift(self.ul_init_up(x)) + right_shift(self.ul_init_left(x))]
         for stage in range(STAGES):
@@ -151,18 +171,14 @@ class PixelCNNPlusPlus(Network):
             if stage < STAGES - 1:
                 u = self.upsample_u[stage](u)
                 ul = self.upsample_ul[stage](ul)
-        return self.out(torch.nn.functional.elu(ul))
+        return self.out(torch.nn.functional.elu(ul))[:, :, :height, :width]
 
     def generation(
         self, batch: int, height: int, width: int, condition: dict | None = None
     ) -> GenerationSteps:
         """Step-by-step evaluation for the cached sampler (see :mod:`pixelcnn.nn.stepping`)."""
         self.check_condition(condition)
-        if height % 4 or width % 4:
-            raise ValueError(
-                f"PixelCNN++ needs a height and width divisible by 4, got {height}x{width}"
-            )
-        return PixelCNNPlusPlusSteps(self, batch, width, condition)
+        return PixelCNNPlusPlusSteps(self, batch, padded_size(width), condition)
 
 
 class PixelCNNPlusPlusSteps(GenerationSteps):
