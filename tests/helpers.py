@@ -73,3 +73,14 @@ def count_operations(fn) -> int:
     with load_benchmark("sampling_speed").OperationCounter() as counter:
         fn()
     return counter.count
+
+
+def lively(model: torch.nn.Module) -> torch.nn.Module:
+    """float64, with large random weights: no ReLU path dead, conditionals far from uniform
+    (a zero-initialised head would make every test pass trivially)."""
+    model = model.double()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
+    return model.eval()

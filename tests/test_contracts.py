@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from helpers import lively
 
 import pixelcnn
 from pixelcnn.likelihoods import LIKELIHOODS
@@ -137,17 +138,6 @@ def float32_inputs(case: Case, model, batch: int, seed: int):
     generator = torch.Generator().manual_seed(seed)
     data = random_data(model, batch, generator)
     return data, condition_for(case, batch, generator, torch.float32)
-
-
-def lively(model: pixelcnn.DensityModel) -> pixelcnn.DensityModel:
-    """float64, with large random weights: no ReLU path dead, conditionals far from uniform
-    (a zero-initialised head would make every test pass trivially)."""
-    model = model.double()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
-    return model.eval()
 
 
 @pytest.fixture(params=CASES, ids=[c.id for c in CASES])

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from helpers import lively
 
 import pixelcnn
 from pixelcnn.networks import NETWORKS
@@ -13,16 +14,6 @@ from pixelcnn.networks import NETWORKS
 SIZES = [(1, 1), (3, 5), (7, 7), (30, 30), (13, 8)]
 CASES = list(itertools.product(NETWORKS, SIZES))
 IDS = [f"{network}-{h}x{w}" for network, (h, w) in CASES]
-
-
-def lively(model: pixelcnn.DensityModel) -> pixelcnn.DensityModel:
-    """float64 with large random weights, so that no dependence hides behind a zero."""
-    model = model.double()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
-    return model.eval()
 
 
 def positions(height: int, width: int) -> list[tuple[int, int]]:
