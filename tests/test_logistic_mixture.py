@@ -190,7 +190,7 @@ def test_a_config_with_bad_likelihood_options_is_refused_on_load(tmp_path, optio
     config = json.loads((tmp_path / "config.json").read_text())
     config["likelihood_options"] = options
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="config.json is malformed"):
         pixelcnn.load(tmp_path)
 
 

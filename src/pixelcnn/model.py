@@ -85,11 +85,13 @@ class ModelConfig:
             options = data.get("likelihood_options", {})  # absent before components existed
             if not isinstance(options, dict):
                 raise ValueError(f"likelihood_options must be an object, got {options!r}")
+            likelihood = _text(data.get("likelihood", "categorical"), "likelihood")
+            options = resolve_options(likelihood, options)
             return cls(
                 model=_text(data["model"], "model"),
                 image_shape=tuple(as_int(v, "image_shape", 1, MAX_SIDE) for v in shape),
                 levels=as_int(data["levels"], "levels", 2, MAX_SYMBOLS),
-                likelihood=_text(data.get("likelihood", "categorical"), "likelihood"),
+                likelihood=likelihood,
                 hyperparameters=hyperparameters,
                 data=_text(data.get("data", "image"), "data"),
                 embedding_dim=as_int(data.get("embedding_dim", 0), "embedding_dim", 0, 65536),

@@ -45,7 +45,8 @@ def padded(x: torch.Tensor) -> torch.Tensor:
     not: the likelihood of the real pixels stays exact. The channel of ones is zero there,
     as in the padding around the image."""
     height, width = x.shape[2:]
-    return F.pad(x, (0, padded_size(width) - width, 0, padded_size(height) - height))
+    bottom, right = padded_size(height) - height, padded_size(width) - width
+    return F.pad(x, (0, right, 0, bottom)) if bottom or right else x  # no copy when none
 
 
 class GatedResidual(nn.Module):
