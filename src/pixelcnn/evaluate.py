@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pixelcnn.conditions import select
+from pixelcnn.data.loader import DEFAULT_WORKERS, consecutive_batches, read_batches
 from pixelcnn.units import bits_per_dim
 
 # The network's arithmetic while scoring: float32, or bfloat16 autocast (the likelihood
@@ -51,6 +52,20 @@ class Evaluation:
         return scores
 
 
+def _batches(images: Any, batch_size: int, workers: int):
+    """(slice, batch) pairs covering ``images`` in order: sliced from memory, or read
+    ahead by a DataLoader from a dataset on disk."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if isinstance(images, torch.Tensor):
+        for start in range(0, len(images), batch_size):
+            yield slice(start, start + batch_size), images[start : start + batch_size]
+        return
+    parts = consecutive_batches(len(images), batch_size)
+    for indices, batch in read_batches(images, parts, workers):
+        yield slice(int(indices[0]), int(indices[-1]) + 1), batch
+
+
 def _autocast(model, precision: str):
     if precision == "fp32":
         return nullcontext()
@@ -60,14 +75,17 @@ def _autocast(model, precision: str):
 @torch.no_grad()
 def evaluate(
     model,
-    images: torch.Tensor | np.ndarray,
+    images: Any,
     batch_size: int = 256,
     progress: bool = False,
     condition: Any = None,
     precision: str = "fp32",
+    workers: int = DEFAULT_WORKERS,
 ) -> Evaluation:
     """Score images [N, C, H, W] (valid levels of ``model``; token grids [N, H, W]) exactly,
     in eval mode; ``condition`` holds one entry per image for conditional models.
+    ``images`` is a tensor or array, or a prepared dataset's ``StoredImages`` (snapped to
+    the model's levels), which ``workers`` processes read a few batches ahead.
 
     ``precision`` "bf16" runs the network under bfloat16 autocast. The first batch is
     scored both ways: if any of its images moves by more than :data:`BF16_TOLERANCE`
@@ -75,19 +93,19 @@ def evaluate(
     """
     if precision not in SCORING_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(SCORING_PRECISIONS)}")
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
     if len(images) == 0:
         raise ValueError("no images to evaluate")
     dims = math.prod(model.image_shape)
     gap = None
     # eval mode, and weight-normalized layers computing their weights once for all batches
     with model.inference():
-        batches = range(0, len(images), batch_size)
+        batches = _batches(images, batch_size, workers)
+        total = math.ceil(len(images) / batch_size)
         nats = []
-        for start in tqdm(batches, desc="evaluating", disable=not progress, leave=False):
-            part = slice(start, start + batch_size)
-            batch, cond = images[part], select(condition, part)
+        for part, batch in tqdm(
+            batches, desc="evaluating", total=total, disable=not progress, leave=False
+        ):
+            cond = select(condition, part)
             with _autocast(model, precision):
                 log_p = model.log_prob(batch, cond).double()
             if precision != "fp32" and gap is None:  # the first batch decides

@@ -54,12 +54,33 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
+def _address_space_headroom() -> int | None:
+    """Bytes left under this process's address-space limit (``ulimit -v``, RLIMIT_AS), or
+    ``None`` when there is none: beyond it every allocation fails."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return max(limit - int(line.split()[1]) * 1024, 0)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def available_memory_bytes() -> int:
     """Bytes this process can allocate without swapping: the OS's estimate, capped by a
-    container limit if there is one; a large constant when neither can be read."""
+    container limit and an address-space limit if there are any; a large constant when
+    none can be read."""
     available = _meminfo_available() or _physical_memory() or _UNKNOWN_MEMORY_BYTES
-    headroom = _cgroup_headroom()
-    return min(available, headroom) if headroom is not None else available
+    for headroom in (_cgroup_headroom(), _address_space_headroom()):
+        if headroom is not None:
+            available = min(available, headroom)
+    return available
 
 
 def format_bytes(nbytes: int) -> str:

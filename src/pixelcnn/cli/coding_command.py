@@ -135,7 +135,7 @@ def run_compress(args: argparse.Namespace) -> None:
     )
     model = load_run_model(args.run)
     read = read_inputs(args.inputs, args.split)
-    images = read.images[: args.limit]
+    images = np.asarray(read.images[: args.limit])  # a prepared set: read from disk
     check_images_fit(model, images)
     names = read.names[: args.limit] if read.names else None
     labels = read.labels[: args.limit] if read.labels is not None else None

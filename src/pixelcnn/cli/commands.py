@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import pixelcnn
 from pixelcnn.cli.main import check_stored_arguments
 from pixelcnn.cli.outputs import check_output
 from pixelcnn.data import load_dataset, read_image_file
+from pixelcnn.data.prepare import prepare_dataset
+from pixelcnn.data.stored import StoredImages
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.networks import hyperparameter_names
@@ -78,16 +81,35 @@ RUN_ARGUMENTS = (
 
 def load_split(
     name: str, split: str, data_dir: str | None, size: int | None, labels: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
-    """uint8 images [N, C, H, W] of a dataset split (resized to size x size when given), and
-    with ``labels`` its int64 labels [N] and number of classes."""
+) -> tuple[torch.Tensor | StoredImages, torch.Tensor | None, int | None]:
+    """uint8 images [N, C, H, W] of a dataset split (resized to size x size when given; a
+    prepared dataset's stay on disk), and with ``labels`` its int64 labels [N] and number
+    of classes."""
     dataset = load_dataset(name, split=split, root=data_dir, size=size)
-    images = torch.from_numpy(dataset.images)
+    images = in_memory_or_stored(dataset.images)
     if not labels:
         return images, None, None
     if dataset.labels is None:
         raise ValueError(f"{name} has no labels, so it cannot train a class-conditional model")
     return images, torch.from_numpy(dataset.labels).long(), dataset.num_classes
+
+
+def in_memory_or_stored(images) -> torch.Tensor | StoredImages:
+    """A dataset's images as a tensor, unless they are a prepared dataset's (on disk)."""
+    return images if isinstance(images, StoredImages) else torch.from_numpy(images)
+
+
+def as_tensor(images) -> torch.Tensor:
+    """Images as a tensor, read from disk when they are a prepared dataset's."""
+    return images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+
+
+def snapped(model, images):
+    """``images`` snapped to ``model``'s levels: now when in memory, as they are read when
+    on disk."""
+    if isinstance(images, StoredImages):
+        return images.snapped(model.quantizer)
+    return model.quantize(images)
 
 
 def parse_hyperparameters(pairs: list[str]) -> dict[str, Any]:
@@ -182,6 +204,7 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         progress=not args.quiet and world.is_main,
+        workers=args.workers,
     )
     options.check()
     # what the recipe decided is what the run keeps (and a resume compares against)
@@ -231,8 +254,8 @@ class TrainingSplits:
     """uint8 images [N, C, H, W] of both splits (snapped to the model's levels once it
     exists), with labels and the number of classes for a class-conditional run."""
 
-    train: torch.Tensor
-    test: torch.Tensor
+    train: torch.Tensor | StoredImages
+    test: torch.Tensor | StoredImages
     train_labels: torch.Tensor | None
     test_labels: torch.Tensor | None
     classes: int | None
@@ -274,10 +297,10 @@ def _training_model(
         **hyperparameters,
     )
     model.to(world.device())
-    data.train, data.test = model.quantize(data.train), model.quantize(data.test)
+    data.train, data.test = snapped(model, data.train), snapped(model, data.test)
     with torch.no_grad():  # one image through the model before anything is written
         labels = data.train_labels
-        model.log_prob(data.train[:1], None if labels is None else labels[:1])
+        model.log_prob(as_tensor(data.train[:1]), None if labels is None else labels[:1])
     return model
 
 
@@ -300,7 +323,13 @@ def _finish(
             images = model.sample(args.samples, generator=generator, progress=progress)
             path = save_image_grid(images, run_dir / SAMPLES_FILE, kind=SAMPLES_KIND)
         print(f"samples: {path}")
-    result = evaluate(model, data.test, progress=not args.quiet, condition=data.test_labels)
+    result = evaluate(
+        model,
+        data.test,
+        progress=not args.quiet,
+        condition=data.test_labels,
+        workers=args.workers,
+    )
     print(
         f"test bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
         f"({result.count} {args.data} test images, {args.levels} levels)"
@@ -437,14 +466,14 @@ def _eval_split(args: argparse.Namespace, model) -> tuple[str, torch.Tensor, Any
     if model.condition_spec and not model.condition_spec.num_classes:
         raise ValueError("this model needs vector or spatial conditions; evaluate it with the API")
     dataset = load_dataset(data, split=args.split, root=data_dir, size=size)
-    images = torch.from_numpy(dataset.images[: args.limit])
+    images = in_memory_or_stored(dataset.images[: args.limit])
     labels, sources = dataset.labels, dataset.sources
     if model.condition_spec and labels is None:
         raise ValueError(f"{data} has no labels, and this model is class-conditional")
     labels = torch.from_numpy(labels[: args.limit]).long() if labels is not None else None
     sources = sources[: args.limit] if sources is not None else None
     check_model_shape(model, images, data, "use --size")
-    return data, model.quantize(images), labels, sources
+    return data, snapped(model, images), labels, sources
 
 
 def check_model_shape(model, images: torch.Tensor, name: str, remedy: str) -> None:
@@ -456,7 +485,7 @@ def check_model_shape(model, images: torch.Tensor, name: str, remedy: str) -> No
         )
 
 
-def _evaluate(args: argparse.Namespace, model, images: torch.Tensor, condition):
+def _evaluate(args: argparse.Namespace, model, images, condition):
     """``evaluate`` with the scoring options every scoring command shares."""
     return evaluate(
         model,
@@ -465,6 +494,7 @@ def _evaluate(args: argparse.Namespace, model, images: torch.Tensor, condition):
         progress=not args.quiet,
         condition=condition,
         precision=args.precision,
+        workers=getattr(args, "workers", 0),
     )
 
 
@@ -506,13 +536,14 @@ def run_score(args: argparse.Namespace) -> None:
         heatmaps.mkdir(parents=True, exist_ok=True)
         for index, target in zip(chosen, targets, strict=True):
             cond = None if condition is None else condition[index : index + 1]
+            image = as_tensor(images[index : index + 1])
             with torch.no_grad():
-                nll = model.nll_map(images[index : index + 1], cond)[0].cpu()
+                nll = model.nll_map(image, cond)[0].cpu()
             title = f"{rows[index]['source']}: {rows[index]['bits_per_dim']:.3f} bits/dim"
-            save_png(heatmap_picture(images[index], nll.float(), title), target, HEATMAP_KIND)
+            save_png(heatmap_picture(image[0], nll.float(), title), target, HEATMAP_KIND)
         order = most_surprising(result.nats, None)
         k = min(args.top or 8, len(order))
-        extremes = images[[*order[:k], *order[::-1][:k]]]
+        extremes = as_tensor(images[[*order[:k], *order[::-1][:k]]])
         save_image_grid(extremes, grid, columns=k, kind=HEATMAP_KIND)
         print(f"heatmaps: {len(chosen)} in {heatmaps}, and {grid} (top row: least likely)")
 
@@ -520,11 +551,35 @@ def run_score(args: argparse.Namespace) -> None:
 def _ood_images(model, name: str, data_dir: str | None, args: argparse.Namespace) -> torch.Tensor:
     """One set of ``ood``: uint8 images of the model's shape, snapped to its levels."""
     dataset = load_dataset(name, split=args.split, root=data_dir, size=args.size)
-    images = torch.from_numpy(dataset.images[: args.limit])
+    images = as_tensor(dataset.images[: args.limit])  # each set is scored many ways: in memory
     if args.rgb and images.shape[1] == 1 and model.image_shape[0] == 3:
         images = images.repeat(1, 3, 1, 1)
     check_model_shape(model, images, name, "use --size, and --rgb for grey images")
     return model.quantize(images)
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    """Write a dataset as arrays on disk; say how big it is and how to train from it."""
+    manifest = prepare_dataset(
+        args.source,
+        args.out,
+        size=args.size,
+        root=args.data_dir,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    counts = []
+    for split in ("train", "test"):
+        try:
+            images = load_dataset(manifest.parent, split).images
+        except ValueError:  # a split the source does not have
+            continue
+        counts.append(f"{len(images)} {split}")
+    shape = "x".join(map(str, images.shape[1:]))
+    print(
+        f"prepared {' / '.join(counts)} images of {shape} in {manifest.parent}; "
+        f"train with: pixelcnn train --data {manifest.parent}"
+    )
 
 
 def run_ood(args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pixelcnn.cli import coding_command, receptive_field_command
 from pixelcnn.cli.arguments import OVERWRITE_HELP, RESIZE_HELP, ImageSize, count, number, path
+from pixelcnn.data.loader import DEFAULT_WORKERS
 from pixelcnn.evaluate import BF16_TOLERANCE, SCORING_PRECISIONS
 from pixelcnn.likelihoods import LIKELIHOODS
 from pixelcnn.networks import NETWORKS
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, sample and evaluate PixelCNN-family image models (exact likelihoods).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_complete, _add_eval, _add_score, _add_ood):
+    for add in (
+        _add_train, _add_sample, _add_complete, _add_eval, _add_score, _add_ood, _add_prepare,
+    ):  # fmt: skip
         add(commands)
     receptive_field_command.add_parser(commands)
     coding_command.add_parsers(commands)
@@ -63,10 +66,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "--data",
         type=path,
         default="mnist5k",
-        help="dataset name or path to an .npz file / image folder",
+        help="dataset name, or path to an .npz file, an image folder or a prepared dataset",
     )
     train.add_argument("--data-dir", type=path, default=None, help="where the dataset's files are")
     train.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
+    _add_workers(train)
     train.add_argument(
         "--steps", type=count(1), default=None, help="optimizer steps (default 1500)"
     )
@@ -223,7 +227,37 @@ def _add_scoring_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
     parser.add_argument("--limit", type=count(1), default=None, help="score the first N images")
     parser.add_argument("--batch-size", type=count(1), default=256)
+    _add_workers(parser)
     _add_precision(parser)
+
+
+def _add_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=count(0), default=DEFAULT_WORKERS, metavar="N",
+        help="processes reading a prepared dataset a few batches ahead (0: none; data in "
+        f"memory needs none; default {DEFAULT_WORKERS})",
+    )  # fmt: skip
+
+
+def _add_prepare(commands: argparse._SubParsersAction) -> None:
+    """``pixelcnn prepare-data``: a dataset written once as arrays on disk, for sets larger
+    than memory."""
+    prepare = commands.add_parser(
+        "prepare-data",
+        help="write a dataset as uint8 arrays on disk (train from it with --data DIR)",
+    )
+    prepare.add_argument(
+        "source", type=path, metavar="SRC",
+        help="an image folder, an .npz file, a folder of downsampled-ImageNet batches, or a "
+        "dataset name",
+    )  # fmt: skip
+    prepare.add_argument("--out", type=path, required=True, metavar="DIR")
+    prepare.add_argument("--data-dir", type=path, default=None, help="for a dataset name")
+    prepare.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
+    prepare.add_argument(
+        "--force", action="store_true", help="replace a dataset already prepared in --out"
+    )
+    prepare.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_precision(parser: argparse.ArgumentParser) -> None:
@@ -367,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval": commands.run_eval,
         "score": commands.run_score,
         "ood": commands.run_ood,
+        "prepare-data": commands.run_prepare,
         "receptive-field": receptive_field_command.run,
         "compress": coding_command.run_compress,
         "decompress": coding_command.run_decompress,

@@ -25,6 +25,7 @@ from .readers import (
     checked_labels,
     gunzip_file,
     image_folder_files,
+    output_size,
     read_cifar10,
     read_downsampled_imagenet,
     read_idx_images,
@@ -33,6 +34,7 @@ from .readers import (
     read_npz_class_names,
     resize_images,
 )
+from .stored import StoredImages, is_prepared, read_prepared_split
 
 __all__ = [
     "DATASETS",
@@ -55,12 +57,13 @@ class DatasetNotFoundError(FileNotFoundError):
 class ImageDataset:
     """Images with optional labels.
 
-    ``images`` is ``uint8 [N, C, H, W]`` with ``C`` in ``{1, 3}`` and ``H, W >= 1``;
+    ``images`` is ``uint8 [N, C, H, W]`` with ``C`` in ``{1, 3}`` and ``H, W >= 1``: an array
+    in memory, or for a prepared dataset a :class:`StoredImages` read a batch at a time;
     ``labels`` is ``int64 [N]`` in ``0..MAX_CLASSES - 1`` or ``None``; ``class_names[k]``
     names label ``k`` when known.
     """
 
-    images: np.ndarray
+    images: np.ndarray | StoredImages
     labels: np.ndarray | None
     name: str
     split: str
@@ -421,7 +424,7 @@ def available_datasets() -> list[str]:
     return list(DATASETS)
 
 
-def _canonical_name(name: str) -> str:
+def canonical_name(name: str) -> str:
     key = name.strip().lower().replace("_", "-")
     return _ALIASES.get(key, key)
 
@@ -438,7 +441,7 @@ def _load_npz_path(path: Path, split: str) -> ImageDataset:
     return ImageDataset(images, labels, path.stem, split, class_names)
 
 
-def _downsampled_imagenet_files(folder: Path, split: str) -> list[Path]:
+def downsampled_imagenet_files(folder: Path, split: str) -> list[Path]:
     """A downsampled-ImageNet folder's batches of ``split``: ``train_data_batch_<k>.npz``
     in the order of k, or ``val_data.npz`` for the test split."""
     if split == "test":
@@ -452,13 +455,20 @@ def _downsampled_imagenet_files(folder: Path, split: str) -> list[Path]:
 
 
 def _load_downsampled_imagenet(path: Path, split: str) -> ImageDataset:
-    files = _downsampled_imagenet_files(path, split)
+    files = downsampled_imagenet_files(path, split)
     if not files:
         wanted = "val_data.npz" if split == "test" else "train_data_batch_*.npz"
         raise DatasetNotFoundError(f"{path}: a downsampled-ImageNet folder without {wanted}")
     images, labels = read_downsampled_imagenet(files)
     _refuse_empty(images, path, split)
     return ImageDataset(images, labels, path.name, split)
+
+
+def _load_prepared(path: Path, split: str) -> ImageDataset:
+    """A directory ``prepare-data`` wrote: the images stay on disk."""
+    prepared = read_prepared_split(path, split)
+    _refuse_empty(prepared.images, path, split)
+    return ImageDataset(prepared.images, prepared.labels, path.name, split, prepared.class_names)
 
 
 def _holds_images(folder: Path) -> bool:
@@ -473,9 +483,13 @@ def _holds_images(folder: Path) -> bool:
     return False
 
 
-def _load_folder_path(path: Path, split: str) -> ImageDataset:
-    """An image folder. ``train/`` and ``test/`` subfolders, if present, are the splits;
-    otherwise every tenth image of each class (or of the folder) is the test split."""
+def folder_split_files(
+    path: Path, split: str
+) -> tuple[list[Path], np.ndarray | None, list[str] | None, Path]:
+    """The files of ``split`` of an image folder, their labels and class names (None without
+    class subfolders), and the folder their names are relative to. ``train/`` and ``test/``
+    subfolders, if present, are the splits; otherwise every tenth image of each class (or
+    of the folder) is the test split."""
     split_dir = path / split
     if (path / "train").is_dir() or (path / "test").is_dir():
         if not split_dir.is_dir():
@@ -483,22 +497,26 @@ def _load_folder_path(path: Path, split: str) -> ImageDataset:
         if not _holds_images(split_dir):
             raise DataFormatError(f"{split_dir}: the {split} split has no images")
         files, labels, class_names = image_folder_files(split_dir)
-        images, sources = read_image_files(files), _names(files, split_dir)
-        return ImageDataset(images, labels, path.name, split, class_names, sources)
+        return files, labels, class_names, split_dir
     files, labels, class_names = image_folder_files(path)
-    images, sources = read_image_files(files), _names(files, path)
     if labels is not None:
         mask = _split_by_class(labels, split)
     else:
-        mask = _holdout_mask(len(images), split)
+        mask = _holdout_mask(len(files), split)
     if not mask.any():
         raise DataFormatError(
-            f"{path}: only {len(images)} images, too few for a {split} split "
+            f"{path}: only {len(files)} images, too few for a {split} split "
             "(every tenth image is test); add train/ and test/ subfolders to choose"
         )
-    labels = labels[mask] if labels is not None else None
-    sources = [name for name, kept in zip(sources, mask, strict=True) if kept]
-    return ImageDataset(images[mask], labels, path.name, split, class_names, sources)
+    kept = [file for file, chosen in zip(files, mask, strict=True) if chosen]
+    return kept, (labels[mask] if labels is not None else None), class_names, path
+
+
+def _load_folder_path(path: Path, split: str) -> ImageDataset:
+    """An image folder, split as :func:`folder_split_files` says."""
+    files, labels, class_names, root = folder_split_files(path, split)
+    images = read_image_files(files)
+    return ImageDataset(images, labels, path.name, split, class_names, _names(files, root))
 
 
 def _names(files: list[Path], root: Path) -> list[str]:
@@ -521,9 +539,11 @@ def load_dataset(
     """Load one split of a dataset as ``uint8 [N, C, H, W]`` images and labels.
 
     ``name`` is a registered name (see ``available_datasets()``), a path to an ``.npz`` file
-    with ``x_train``/``x_test`` (+ optional ``y_*``) arrays, or a path to a folder of images
-    (optionally in class subfolders). ``root`` overrides where a registered dataset's files
-    are looked for (and downloaded to); ``download=False`` never touches the network.
+    with ``x_train``/``x_test`` (+ optional ``y_*``) arrays, a folder of images (optionally
+    in class subfolders), a folder of downsampled-ImageNet batches, or a directory that
+    ``prepare-data`` wrote (its images stay on disk: ``images`` is a :class:`StoredImages`).
+    ``root`` overrides where a registered dataset's files are looked for (and downloaded
+    to); ``download=False`` never touches the network.
     ``size`` resizes the images to ``size x size``, or to ``(H, W)`` for a pair (an area
     average when shrinking both sides, bilinear otherwise: see ``resize_images``).
 
@@ -534,7 +554,14 @@ def load_dataset(
     dataset = _load_unresized(name, split, root, download)
     # Each loader refuses an empty split naming its file; this covers any loader added later.
     _refuse_empty(dataset.images, os.fspath(name), split)
-    if size is not None:
+    if size is not None and isinstance(dataset.images, StoredImages):
+        if output_size(size) != dataset.images.shape[2:]:
+            raise ValueError(
+                f"{name} is a prepared dataset of {'x'.join(map(str, dataset.images.shape[2:]))}"
+                " images, resized when it is prepared: pixelcnn prepare-data SRC --out DIR "
+                "--size H W"
+            )
+    elif size is not None:
         dataset.images = resize_images(dataset.images, size)
     return dataset
 
@@ -543,7 +570,7 @@ def _load_unresized(
     name: str | os.PathLike, split: str, root: str | Path | None, download: bool
 ) -> ImageDataset:
     _check_split(split)
-    key = _canonical_name(name) if isinstance(name, str) else None
+    key = canonical_name(name) if isinstance(name, str) else None
     if key in DATASETS:
         spec = DATASETS[key]
         root_path = Path(root).expanduser() if root is not None else None
@@ -551,7 +578,9 @@ def _load_unresized(
     path = Path(os.fspath(name)).expanduser()
     if path.is_file() and path.suffix.lower() == ".npz":
         return _load_npz_path(path, split)
-    if path.is_dir() and any(_downsampled_imagenet_files(path, part) for part in SPLITS):
+    if is_prepared(path):
+        return _load_prepared(path, split)
+    if path.is_dir() and any(downsampled_imagenet_files(path, part) for part in SPLITS):
         return _load_downsampled_imagenet(path, split)
     if path.is_dir():
         return _load_folder_path(path, split)

@@ -237,7 +237,7 @@ def read_idx_images(
     images = read_idx(images_path)
     if images.ndim != 3:
         raise DataFormatError(f"{images_path}: expected IDX images [N, H, W], got {images.shape}")
-    images = _refuse_zero_extent(_as_uint8(images, images_path)[:, None, :, :], images_path)
+    images = _refuse_zero_extent(as_uint8(images, images_path)[:, None, :, :], images_path)
     if labels_path is None:
         return images, None
     labels = read_idx(labels_path)
@@ -250,7 +250,7 @@ def read_idx_images(
     return images, checked_labels(labels, labels_path)
 
 
-def _as_uint8(array: np.ndarray, source: object) -> np.ndarray:
+def as_uint8(array: np.ndarray, source: object) -> np.ndarray:
     """``array`` as uint8, accepting any integer dtype whose values all lie in 0..255."""
     if array.dtype == np.uint8:
         return array
@@ -342,7 +342,7 @@ def _unpickle_batch(stream: IO[bytes], source: str) -> tuple[np.ndarray, np.ndar
         raise DataFormatError(f"{source}: 'labels' must be {len(data)} integers")
     labels = checked_labels(labels, source)
     # Each row is the R plane, then G, then B, each 32x32 in raster order: exactly CHW.
-    images = _as_uint8(data, source).reshape(-1, 3, 32, 32)
+    images = as_uint8(data, source).reshape(-1, 3, 32, 32)
     return np.ascontiguousarray(images), labels
 
 
@@ -433,7 +433,7 @@ def read_cifar10(path: str | Path, split: str = "train") -> tuple[np.ndarray, np
 # --------------------------------------------------------------------------------------------
 
 
-def _to_nchw(images: np.ndarray, source: object) -> np.ndarray:
+def to_nchw(images: np.ndarray, source: object) -> np.ndarray:
     """Bring an image array to ``[N, C, H, W]``.
 
     Layout rule: 3-D arrays are ``[N, H, W]`` (grey). 4-D arrays are channels-last
@@ -470,7 +470,7 @@ _NPZ_ERRORS = (
 
 
 @contextmanager
-def _npz_errors(source: object, what: str) -> Iterator[None]:
+def npz_errors(source: object, what: str) -> Iterator[None]:
     """Re-raise a damaged archive's errors as ``DataFormatError("{source}: {what} (...)")``."""
     try:
         yield
@@ -480,7 +480,7 @@ def _npz_errors(source: object, what: str) -> Iterator[None]:
         raise DataFormatError(f"{source}: {what} ({_reason(exc)})") from exc
 
 
-def _read_npy_header(member: IO[bytes], source: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_npy_header(member: IO[bytes], source: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     """``(shape, fortran_order, dtype)`` from a ``.npy`` header, leaving ``member`` after it."""
     version = np.lib.format.read_magic(member)
     if version == (1, 0):
@@ -509,10 +509,10 @@ def _check_npy_size(shape: tuple[int, ...], dtype: np.dtype, stored: int, source
     return declared
 
 
-def _read_npz_member(archive: zipfile.ZipFile, member_name: str, source: str) -> np.ndarray:
+def read_npz_member(archive: zipfile.ZipFile, member_name: str, source: str) -> np.ndarray:
     """One ``.npy`` member of an open npz, its header checked before its data is allocated."""
-    with _npz_errors(source, "not a readable .npy member"), archive.open(member_name) as member:
-        shape, fortran_order, dtype = _read_npy_header(member, source)
+    with npz_errors(source, "not a readable .npy member"), archive.open(member_name) as member:
+        shape, fortran_order, dtype = read_npy_header(member, source)
         stored = archive.getinfo(member_name).file_size - member.tell()
         nbytes = _check_npy_size(shape, dtype, stored, source)
         raw = np.empty(nbytes, dtype=np.uint8)
@@ -522,20 +522,20 @@ def _read_npz_member(archive: zipfile.ZipFile, member_name: str, source: str) ->
     return _native(raw, dtype, shape, "F" if fortran_order else "C")
 
 
-def _read_npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[str]]:
+def read_npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[str]]:
     """The arrays named ``keys`` that the npz at ``path`` holds, and the names of all it holds.
 
     The zip is read directly rather than through ``np.load`` so that each member's header can
     be checked before its data is read.
     """
-    with _npz_errors(path, "not a readable npz archive"):
+    with npz_errors(path, "not a readable npz archive"):
         with open(path, "rb") as probe:
             if probe.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
                 raise DataFormatError(f"{path}: a single .npy array, not an npz archive")
         with zipfile.ZipFile(path) as archive:
             members = {name.removesuffix(".npy"): name for name in archive.namelist()}
             arrays = {
-                key: _read_npz_member(archive, members[key], f"{path}:{key}")
+                key: read_npz_member(archive, members[key], f"{path}:{key}")
                 for key in keys
                 if key in members
             }
@@ -545,7 +545,7 @@ def _read_npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[dict[str, np.nd
 def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``x_<split>`` (and ``y_<split>`` if present) from an ``.npz`` archive.
 
-    Images may be ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` (see ``_to_nchw`` for the
+    Images may be ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` (see ``to_nchw`` for the
     rule) and must be uint8 or integers in 0..255. Returns images ``uint8 [N, C, H, W]`` and
     labels ``int64 [N]`` (integers in ``0..MAX_CLASSES - 1``) or ``None``. Each member's header
     is checked against the bytes it stores and the memory available before it is loaded, and
@@ -553,7 +553,7 @@ def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.nda
     """
     path = Path(path)
     x_key, y_key = f"x_{split}", f"y_{split}"
-    arrays, keys = _read_npz_arrays(path, (x_key, y_key))
+    arrays, keys = read_npz_arrays(path, (x_key, y_key))
     if x_key not in arrays:
         hint = ""
         if "data" in keys and "labels" in keys:
@@ -562,7 +562,7 @@ def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.nda
                 "train_data_batch_*.npz and val_data.npz)"
             )
         raise DataFormatError(f"{path}: no array {x_key!r}; arrays present: {keys}{hint}")
-    images = _to_nchw(_as_uint8(arrays[x_key], f"{path}:{x_key}"), f"{path}:{x_key}")
+    images = to_nchw(as_uint8(arrays[x_key], f"{path}:{x_key}"), f"{path}:{x_key}")
     labels = arrays.get(y_key)
     if labels is None:
         return images, None
@@ -575,25 +575,38 @@ def read_npz(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.nda
     return images, checked_labels(labels, f"{path}:{y_key}")
 
 
+def downsampled_imagenet_side(shape: tuple[int, ...], source: str) -> int:
+    """The side s of a downsampled-ImageNet ``data`` array of ``shape`` [n, 3 * s * s]."""
+    side = math.isqrt(shape[1] // 3) if len(shape) == 2 else 0
+    if len(shape) != 2 or side < 1 or shape[1] != 3 * side * side:
+        raise DataFormatError(
+            f"{source}: expected rows of 3 x side x side pixels, got shape {shape}"
+        )
+    return side
+
+
+def downsampled_imagenet_labels(labels: np.ndarray, count: int, source: str) -> np.ndarray:
+    """A batch's ``labels`` (1..1000, one per image) as 0-based int64 [count]."""
+    labels = labels.reshape(-1)
+    if len(labels) != count:
+        raise DataFormatError(f"{source}: {len(labels)} labels for {count} images")
+    labels = checked_labels(labels, source)
+    if labels.size and labels.min() < 1:
+        raise DataFormatError(f"{source}: labels count from 1, got {labels.min()}")
+    return labels - 1
+
+
 def _downsampled_imagenet_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch file: ``data`` uint8 [n, 3 * s * s] (R, G, B planes, rows in order) and
     ``labels`` 1..1000 -> images uint8 [n, 3, s, s] and 0-based int64 labels [n]."""
-    arrays, keys = _read_npz_arrays(path, ("data", "labels"))
+    arrays, keys = read_npz_arrays(path, ("data", "labels"))
     if "data" not in arrays or "labels" not in arrays:
         raise DataFormatError(f"{path}: expected arrays 'data' and 'labels', found {keys}")
-    data, labels = arrays["data"], arrays["labels"].reshape(-1)
-    side = math.isqrt(data.shape[1] // 3) if data.ndim == 2 else 0
-    if data.ndim != 2 or side < 1 or data.shape[1] != 3 * side * side:
-        raise DataFormatError(
-            f"{path}:data: expected rows of 3 x side x side pixels, got shape {data.shape}"
-        )
-    if len(labels) != len(data):
-        raise DataFormatError(f"{path}:labels: {len(labels)} labels for {len(data)} images")
-    labels = checked_labels(labels, f"{path}:labels")
-    if labels.size and labels.min() < 1:
-        raise DataFormatError(f"{path}:labels: labels count from 1, got {labels.min()}")
-    images = _as_uint8(data, f"{path}:data").reshape(len(data), 3, side, side)
-    return images, labels - 1
+    data = arrays["data"]
+    side = downsampled_imagenet_side(data.shape, f"{path}:data")
+    labels = downsampled_imagenet_labels(arrays["labels"], len(data), f"{path}:labels")
+    images = as_uint8(data, f"{path}:data").reshape(len(data), 3, side, side)
+    return images, labels
 
 
 def read_downsampled_imagenet(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -617,7 +630,7 @@ def read_downsampled_imagenet(paths: list[Path]) -> tuple[np.ndarray, np.ndarray
 def read_npz_class_names(path: str | Path) -> list[str] | None:
     """The ``class_names`` string array ``[K]`` stored in an npz, or ``None`` if absent."""
     path = Path(path)
-    names = _read_npz_arrays(path, ("class_names",))[0].get("class_names")
+    names = read_npz_arrays(path, ("class_names",))[0].get("class_names")
     if names is None or names.dtype.kind not in "US" or names.ndim != 1:
         return None
     return [str(n) for n in names]
@@ -649,6 +662,21 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _is_grey(mode: str) -> bool:
+    """Whether Pillow images of ``mode`` are read as one channel (see ``_pixels``)."""
+    return mode.startswith("I") or mode in _GREY_MODES
+
+
+def image_file_header(path: Path) -> tuple[int, int, int]:
+    """``(C, H, W)`` that :func:`read_image_file` would return for the file at ``path``,
+    from its header alone (nothing decoded): to check a folder before reading it."""
+    try:
+        with Image.open(path) as image:
+            return (1 if _is_grey(image.mode) else 3), image.height, image.width
+    except (*_PILLOW_ERRORS, Image.DecompressionBombError) as exc:
+        raise DataFormatError(f"{path}: cannot decode image ({_reason(exc)})") from exc
+
+
 def _pixels(image: Image.Image) -> np.ndarray:
     """A loaded Pillow image as ``uint8 [H, W]`` (grey) or ``[H, W, 3]`` (colour)."""
     if image.mode.startswith("I"):
@@ -657,7 +685,7 @@ def _pixels(image: Image.Image) -> np.ndarray:
         # reads 16-bit RGB(A) PNGs as 8-bit RGB(A) holding the high bytes.)
         wide = np.asarray(image).astype(np.int64)
         return np.clip(wide >> 8, 0, 255).astype(np.uint8)
-    if image.mode in _GREY_MODES:
+    if _is_grey(image.mode):
         return np.asarray(image.convert("L"))
     return np.asarray(image.convert("RGB"))  # palette, RGBA (alpha dropped), CMYK, ...
 
@@ -811,7 +839,7 @@ def _is_count(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _output_size(size: object) -> tuple[int, int]:
+def output_size(size: object) -> tuple[int, int]:
     """``size`` (an integer or a pair ``(H, W)`` of them, each >= 1) as ``(H, W)``."""
     pair = (size, size) if _is_count(size) else size
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(map(_is_count, pair))):
@@ -834,7 +862,7 @@ def resize_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
     """
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 [N, C, H, W] images, got {images.dtype} {images.shape}")
-    out_h, out_w = _output_size(size)
+    out_h, out_w = output_size(size)
     n, c, h, w = images.shape
     if (out_h, out_w) == (h, w):
         return images.copy()

@@ -2,7 +2,8 @@
 and the run directory."""
 
 from pixelcnn.train.checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from pixelcnn.train.loop import TrainResult, batch_indices, train
+from pixelcnn.train.data import batch_indices
+from pixelcnn.train.loop import TrainResult, train
 from pixelcnn.train.objective import mean_bits_per_dim
 from pixelcnn.train.options import TrainOptions
 from pixelcnn.train.trainer import Outcome, StepResult, Trainer

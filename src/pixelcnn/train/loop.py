@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from pixelcnn.conditions import select
+from pixelcnn.data.stored import StoredImages
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import remove_stale_temporaries
 from pixelcnn.model import CONFIG_FILE, WEIGHTS_FILE, DensityModel
@@ -22,6 +23,7 @@ from pixelcnn.train.checkpoint import (
     restore_training_state,
     save_training_state,
 )
+from pixelcnn.train.data import TrainingData, training_data
 from pixelcnn.train.distributed import SINGLE, World, silent
 from pixelcnn.train.metrics import keep_metrics_up_to, plot_training_curve, read_metrics
 from pixelcnn.train.options import TrainOptions
@@ -46,29 +48,10 @@ class TrainResult:
     stopped_by: str | None = None
 
 
-def data_order(step: int, count: int, batch_size: int, seed: int) -> dict[str, int]:
-    """The place of batch ``step`` in the data order (epoch, batch in it) and what decides
-    that order; :func:`batch_indices` uses it, checkpoints keep it."""
-    epoch, batch = divmod(step, max(1, count // batch_size))
-    return {"seed": seed, "batch_size": batch_size, "images": count, "epoch": epoch, "batch": batch}
-
-
-def batch_indices(step: int, count: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Indices of the images in batch ``step``: a fresh seeded permutation every epoch.
-
-    The order is a pure function of (seed, step), so a resumed run sees exactly the batches
-    the uninterrupted run would have seen, with no data-loader state to save.
-    """
-    where = data_order(step, count, batch_size, seed)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + where["epoch"])
-    order = torch.randperm(count, generator=generator)
-    return order[where["batch"] * batch_size : (where["batch"] + 1) * batch_size]
-
-
 def train(
     model: DensityModel,
-    train_images: torch.Tensor,
-    test_images: torch.Tensor | None,
+    train_images: torch.Tensor | StoredImages,
+    test_images: torch.Tensor | StoredImages | None,
     options: TrainOptions,
     run_dir: str | Path,
     resume: bool = False,
@@ -80,6 +63,9 @@ def train(
     world: World = SINGLE,
 ) -> TrainResult:
     """Train ``model`` on uint8 images [N, C, H, W] (valid levels), writing into ``run_dir``.
+    Images in memory train from the device; a prepared dataset's :class:`StoredImages`
+    (``snapped`` to the model's levels) is read a few batches ahead by ``options.workers``
+    processes, each process of a distributed run reading only its share.
 
     ``run_dir`` receives the latest model (config.json + model.safetensors), checkpoints,
     ``metrics.jsonl`` and ``training_curve.png``. With ``resume`` the newest checkpoint is
@@ -97,7 +83,7 @@ def train(
     check_precision(options.precision, model.device)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = TrainingData(model, train_images, train_condition, options, world)
+    data = training_data(model, train_images, train_condition, options, world)
     eval_set = eval_condition = None
     if test_images is not None and len(test_images):
         eval_set = test_images[: options.eval_images or None]
@@ -122,7 +108,8 @@ def train(
     )  # fmt: skip
     model.train()
     last = options.steps if stop_at is None else min(stop_at, options.steps)
-    with StopRequests() as stop, contextlib.closing(recorder):  # SIGTERM / Ctrl-C
+    # SIGTERM / Ctrl-C; the recorder's files and the data's reading workers closed at the end
+    with StopRequests() as stop, contextlib.closing(recorder), contextlib.closing(data):
         while step < last:
             levels, condition = data.batch(step)
             recorder.step(step + 1, trainer.step(step, levels, condition))
@@ -175,7 +162,11 @@ def _initialise(model: DensityModel, data: TrainingData, options: TrainOptions) 
 
 
 def _restore(
-    trainer: Trainer, data: TrainingData, run_dir: Path, log: Callable[[str], None], world: World
+    trainer: Trainer,
+    data: TrainingData,
+    run_dir: Path,
+    log: Callable[[str], None],
+    world: World,
 ) -> int:
     """Resume from the newest checkpoint (after which what a killed run left half written
     and the metrics it logged past the checkpoint go); its step."""
@@ -186,63 +177,3 @@ def _restore(
         remove_stale_temporaries(run_dir, _WRITTEN_FILES)
         keep_metrics_up_to(run_dir / METRICS_FILE, step)
     return step
-
-
-def perturbed(
-    levels: torch.Tensor,
-    rate: float,
-    symbols: int,
-    seed: int,
-    step: int,
-    rows: torch.Tensor | None = None,
-    total: int | None = None,
-):
-    """``levels`` with each sub-pixel replaced, with probability ``rate``, by a level drawn
-    uniformly from 0..symbols-1 (it may draw the same one). The draws are a pure function
-    of (seed, step), like the batches, so a resumed run perturbs alike. ``rows``: where
-    ``levels`` sit in a global batch of ``total`` images (a process's shard), so that the
-    processes of a distributed run take their parts of one draw, as a single process would."""
-    if not rate:
-        return levels
-    total = len(levels) if total is None else total
-    rows = torch.arange(len(levels)) if rows is None else rows
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
-    shape = (total, *levels.shape[1:])
-    chosen = (torch.rand(shape, generator=generator) < rate)[rows]
-    drawn = torch.randint(0, symbols, shape, generator=generator)[rows]
-    return torch.where(chosen.to(levels.device), drawn.to(levels.device), levels)
-
-
-class TrainingData:
-    """The training set as narrow levels on the model's device, cut into the batches of
-    :func:`batch_indices`; each process takes its slice of every global batch."""
-
-    def __init__(self, model, images, condition, options: TrainOptions, world: World):
-        # Levels are stored narrow (uint8 for L <= 256) and widened per batch to save memory.
-        storage = torch.uint8 if model.levels <= 256 else torch.int32
-        self.levels = model.images_to_levels(images).to(storage)
-        self.conditions = model.prepare_condition(condition, len(self.levels))
-        self.batch_size = min(options.batch_size, len(self.levels))
-        world.check_batch(self.batch_size)
-        self.seed, self.world, self.device = options.seed, world, model.device
-        self.perturb, self.symbols = options.perturb, model.levels
-
-    def order(self, step: int) -> dict[str, int]:
-        return data_order(step, len(self.levels), self.batch_size, self.seed)
-
-    def _take(self, indices: torch.Tensor):
-        levels = self.levels[indices].to(device=self.device, dtype=torch.int64)
-        return levels, select(self.conditions, indices)
-
-    def batch(self, step: int):
-        """This process's levels [b, C, H, W] (int64) and condition of batch ``step``;
-        with ``perturb``, each sub-pixel replaced by a uniform level at that rate."""
-        indices = batch_indices(step, len(self.levels), self.batch_size, self.seed)
-        levels, condition = self._take(self.world.shard(indices))
-        rows = self.world.shard(torch.arange(len(indices)))  # this process's part of the draw
-        perturb = (self.perturb, self.symbols, self.seed, step, rows, len(indices))
-        return perturbed(levels, *perturb), condition
-
-    def first(self, count: int):
-        """The first ``count`` images of the data order (for data-dependent init)."""
-        return self._take(batch_indices(0, len(self.levels), count, self.seed))

@@ -54,6 +54,9 @@ class TrainOptions:
     # Scalars and, at each evaluation, a sample grid in run_dir/tensorboard, when the
     # tensorboard package is installed.
     tensorboard: bool = True
+    # Processes reading a training set on disk (a prepared dataset) a few batches ahead;
+    # 0 reads in the training process. Sets in memory need none.
+    workers: int = 2
 
     @classmethod
     def for_network(cls, name: str, **options: Any) -> TrainOptions:
@@ -77,6 +80,7 @@ class TrainOptions:
             "checkpoint_every",
             "keep_checkpoints",
             "max_restores",
+            "workers",
         ):
             as_int(getattr(self, name), name, 0)
         if not as_float(self.learning_rate, "learning rate", 0) > 0:
