@@ -14,7 +14,7 @@ from pixelcnn.cli import main
 from pixelcnn.ood import compressed_bits, detection_metrics, scores
 from pixelcnn.train import Trainer, TrainOptions
 from pixelcnn.train.distributed import SINGLE
-from pixelcnn.train.loop import TrainingData, perturbed
+from pixelcnn.train.data import ResidentData, perturbed
 
 TINY = ["--preset", "tiny", "--size", "8", "--levels", "4", "--batch-size", "8", "--quiet"]
 
@@ -77,8 +77,8 @@ def test_perturbation_changes_training_inputs_at_the_stated_rate_and_nothing_els
     model = pixelcnn.create("gated", (1, 8, 8), levels=4, preset="tiny", num_classes=3)
     images = model.encoding.from_levels(levels)
     labels = torch.arange(400) % 3
-    plain = TrainingData(model, images, labels, TrainOptions(batch_size=64), SINGLE)
-    noisy = TrainingData(
+    plain = ResidentData(model, images, labels, TrainOptions(batch_size=64), SINGLE)
+    noisy = ResidentData(
         model, images, labels, TrainOptions(batch_size=64, perturb=0.3), plain.world
     )
     (a, condition_a), (b, condition_b) = plain.batch(5), noisy.batch(5)
