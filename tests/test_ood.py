@@ -13,8 +13,8 @@ import pixelcnn
 from pixelcnn.cli import main
 from pixelcnn.ood import compressed_bits, detection_metrics, scores
 from pixelcnn.train import Trainer, TrainOptions
-from pixelcnn.train.distributed import SINGLE
 from pixelcnn.train.data import ResidentData, perturbed
+from pixelcnn.train.distributed import SINGLE
 
 TINY = ["--preset", "tiny", "--size", "8", "--levels", "4", "--batch-size", "8", "--quiet"]
 
