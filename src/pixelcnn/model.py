@@ -429,9 +429,9 @@ def create(
 ) -> DensityModel:
     """A new, randomly initialised model.
 
-    ``model`` names the network ("pixelcnn", "gated", "pixelcnnpp"); ``likelihood`` is
-    "categorical" or "logistic_mixture" (default: the network's own, categorical for all
-    but PixelCNN++); ``preset`` picks a named
+    ``model`` names the network ("pixelcnn", "gated", "pixelcnnpp", "pixelsnail");
+    ``likelihood`` is "categorical" or "logistic_mixture" (default: the network's own, the
+    mixture for PixelCNN++ and PixelSNAIL); ``preset`` picks a named
     hyperparameter set ("default", "tiny", "paper"), which keyword ``hyperparameters`` then
     override (conditioning too: ``num_classes``, ``vector_dim``, ``spatial_channels``);
     a keyword of the likelihood goes to it (the mixture's ``components``, default 10).

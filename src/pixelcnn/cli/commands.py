@@ -18,7 +18,7 @@ from pixelcnn.cli.main import check_stored_arguments
 from pixelcnn.cli.outputs import check_output
 from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.data.prepare import prepare_dataset
-from pixelcnn.data.stored import StoredImages
+from pixelcnn.data.stored import StoredImages, read_manifest
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.networks import hyperparameter_names
@@ -568,16 +568,11 @@ def run_prepare(args: argparse.Namespace) -> None:
         force=args.force,
         progress=not args.quiet,
     )
-    counts = []
-    for split in ("train", "test"):
-        try:
-            images = load_dataset(manifest.parent, split).images
-        except ValueError:  # a split the source does not have
-            continue
-        counts.append(f"{len(images)} {split}")
-    shape = "x".join(map(str, images.shape[1:]))
+    prepared = read_manifest(manifest.parent)
+    counts = " / ".join(f"{entry['images']} {name}" for name, entry in prepared["splits"].items())
+    shape = "x".join(map(str, prepared["image_shape"]))
     print(
-        f"prepared {' / '.join(counts)} images of {shape} in {manifest.parent}; "
+        f"prepared {counts} images of {shape} in {manifest.parent}; "
         f"train with: pixelcnn train --data {manifest.parent}"
     )
 

@@ -13,6 +13,7 @@ from pixelcnn.networks.base import STRUCTURAL_ARGUMENTS, Network, NetworkSpec
 from pixelcnn.networks.gated import GatedPixelCNN
 from pixelcnn.networks.pixelcnn import PixelCNN
 from pixelcnn.networks.pixelcnnpp import PixelCNNPlusPlus
+from pixelcnn.networks.pixelsnail import PixelSNAIL
 from pixelcnn.values import as_float, as_int
 
 NETWORKS: dict[str, NetworkSpec] = {}  # name -> record; register_network adds to it
@@ -83,6 +84,42 @@ register_network(
     )
 )
 
+register_network(
+    NetworkSpec(
+        "pixelsnail",
+        PixelSNAIL,
+        presets={
+            "default": {},
+            "tiny": {
+                "filters": 8,
+                "blocks": 1,
+                "resnets_per_block": 1,
+                "key_size": 4,
+                "value_size": 8,
+            },  # fmt: skip
+            # Chen et al. 2018's CIFAR-10 model as its public code (neocxi/pixelsnail-public)
+            # trains it: README, --model h12_noup_smallkey --nr_filters 256 --dropout_p 0.5;
+            # train.py, nr_resnet 4; model.py, h12_noup_smallkey = 12 attention blocks, keys
+            # and queries of q_size 16, values of nr_filters // 2, causal_attention with one
+            # head. (Its train.py defaults the blocks' nonlinearity to elu; the paper's and
+            # this network's blocks use concat-ELU.)
+            "paper": {
+                "filters": 256,
+                "blocks": 12,
+                "resnets_per_block": 4,
+                "key_size": 16,
+                "value_size": 128,
+                "heads": 1,
+                "dropout": 0.5,
+            },  # fmt: skip
+        },
+        likelihood="logistic_mixture",
+        # the reference's --polyak_decay 0.9995 on CIFAR-10; data-dependent init as PixelCNN++
+        recipe={"ema_decay": 0.9995, "init_images": 256},
+        description="gated residual blocks and causal self-attention (Chen et al. 2018)",
+    )
+)
+
 
 # Bounds of every hyperparameter, by name (the networks share names). Sizes beyond these
 # are typos or hostile files: 10^9 layers would hang the constructor, 10^9 classes ask for
@@ -102,6 +139,11 @@ HYPERPARAMETER_BOUNDS: dict[str, tuple[float, float]] = {
     "vector_dim": (0, 100_000),
     "spatial_channels": (0, 8192),
     "dropout": (0.0, 0.99),
+    "blocks": (1, 1000),
+    "resnets_per_block": (0, 1000),
+    "key_size": (1, 8192),
+    "value_size": (1, 8192),
+    "heads": (1, 1024),
 }
 _OTHER_INTS = (0, 100_000)  # a hyperparameter a later network adds without bounds here
 # Bytes a parameter costs in training: weights, gradients and Adam's two moments (float32).
@@ -183,6 +225,7 @@ __all__ = [
     "NetworkSpec",
     "PixelCNN",
     "PixelCNNPlusPlus",
+    "PixelSNAIL",
     "build_network",
     "hyperparameter_names",
     "network_spec",

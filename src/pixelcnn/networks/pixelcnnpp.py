@@ -60,9 +60,10 @@ class GatedResidual(nn.Module):
         skip_channels: int,
         dropout: float,
         condition: ConditionSpec,
+        kernel: tuple[int, int] | None = None,
     ):
         super().__init__()
-        kernel = (2, 2) if right else (2, 3)
+        kernel = kernel or ((2, 2) if right else (2, 3))  # (1, 1): pointwise (PixelSNAIL)
         self.conv_in = ShiftedConv2d(2 * channels, channels, kernel, right=right)
         self.skip = NetworkInNetwork(2 * skip_channels, channels) if skip_channels else None
         self.dropout = Dropout(dropout)
