@@ -130,6 +130,10 @@ def _build_encoding(config: ModelConfig) -> ImageEncoding | TokenEncoding:
     raise ValueError(f"data must be 'image' or 'tokens', got {config.data!r}")
 
 
+# Images snapped at a time by DensityModel.quantize.
+_QUANTIZE_CHUNK = 1024
+
+
 class DensityModel(nn.Module):
     """An autoregressive density with an exact likelihood over images or token grids.
 
@@ -189,8 +193,15 @@ class DensityModel(nn.Module):
         return next(self.parameters()).dtype
 
     def quantize(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Snap any uint8 images [B, C, H, W] to the nearest representable values."""
-        return self.quantizer.snap(self.encoding.check(images, check_values=False))
+        """Snap any uint8 images [B, C, H, W] to the nearest representable values (a new
+        tensor; converted a chunk of images at a time, so a whole training set never needs
+        the conversion's int64 temporaries at once)."""
+        images = self.encoding.check(images, check_values=False)
+        snapped = torch.empty_like(images)
+        for start in range(0, len(images), _QUANTIZE_CHUNK):
+            part = slice(start, start + _QUANTIZE_CHUNK)
+            snapped[part] = self.quantizer.snap(images[part])
+        return snapped
 
     def images_to_levels(self, data: Any) -> torch.Tensor:
         """Validated images (or token grids) -> int64 levels [B, C, H, W] on the device."""

@@ -25,6 +25,10 @@ __all__ = [
 ]
 
 
+# Images converted to levels at a time when a set is brought into memory.
+_CONVERT_CHUNK = 1024
+
+
 def data_order(step: int, count: int, batch_size: int, seed: int) -> dict[str, int]:
     """The place of batch ``step`` in the data order (epoch, batch in it) and what decides
     that order; :func:`batch_indices` uses it, checkpoints keep it."""
@@ -114,9 +118,17 @@ class ResidentData(_Batches):
 
     def __init__(self, model, images, condition, options: TrainOptions, world: World):
         super().__init__(model, len(images), condition, options, world)
-        # Levels are stored narrow (uint8 for L <= 256) and widened per batch to save memory.
+        # Levels are stored narrow (uint8 for L <= 256) and widened per batch to save memory;
+        # converted a chunk at a time, so the int64 levels of the whole set never exist at
+        # once (they took 8x the images, and the conversion's temporaries more).
         storage = torch.uint8 if model.levels <= 256 else torch.int32
-        self.levels = model.images_to_levels(images).to(storage)
+        first = model.images_to_levels(images[:1])
+        self.levels = torch.empty(
+            (len(images), *first.shape[1:]), dtype=storage, device=first.device
+        )
+        for start in range(0, len(images), _CONVERT_CHUNK):
+            part = images[start : start + _CONVERT_CHUNK]
+            self.levels[start : start + len(part)] = model.images_to_levels(part)
 
     def _take(self, indices: torch.Tensor) -> torch.Tensor:
         return self.levels[indices].to(device=self.device, dtype=torch.int64)
