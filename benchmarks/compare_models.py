@@ -32,7 +32,7 @@ from pixelcnn.pictures import save_image_grid
 from pixelcnn.train import TrainOptions, mean_bits_per_dim, train
 
 DEFAULT_OUT = "benchmarks/results/compare_models.json"
-MODELS = ["pixelcnn", "gated", "pixelcnnpp"]
+MODELS = ["pixelcnn", "gated", "pixelcnnpp", "pixelsnail"]
 TASKS = [
     {"data": "mnist5k", "levels": 2, "metric": "nats_per_image"},
     {"data": "fashion-mnist", "levels": 256, "metric": "bits_per_dim"},

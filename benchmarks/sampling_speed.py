@@ -39,8 +39,10 @@ SCHEMA_VERSION = 1
 CASES: list[dict[str, Any]] = [
     {"name": "gated", "model": "gated", "image_shape": (1, 28, 28), "preset": "default"},
     {"name": "pixelcnnpp", "model": "pixelcnnpp", "image_shape": (3, 32, 32), "preset": "default"},
+    {"name": "pixelsnail", "model": "pixelsnail", "image_shape": (3, 32, 32), "preset": "default"},
 ]
-QUICK_SHAPES = {"gated": (1, 8, 8), "pixelcnnpp": (3, 8, 8)}  # --quick: tiny images, tiny nets
+# --quick: tiny images, tiny nets
+QUICK_SHAPES = {"gated": (1, 8, 8), "pixelcnnpp": (3, 8, 8), "pixelsnail": (3, 8, 8)}
 
 
 class OperationCounter(TorchDispatchMode):

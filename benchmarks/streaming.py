@@ -87,14 +87,18 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     model.train()
     for step in range(args.warmup):
         trainer.step(step, *data.batch(step))
-    started = time.perf_counter()
+    started, waiting = time.perf_counter(), 0.0
     for step in range(args.warmup, args.warmup + args.steps):
-        trainer.step(step, *data.batch(step))
+        asked = time.perf_counter()
+        batch = data.batch(step)
+        waiting += time.perf_counter() - asked  # what the step waited for its images
+        trainer.step(step, *batch)
     seconds = time.perf_counter() - started
     data.close()
     gc.collect()  # the loader's workers end with it
     return {
         "steps_per_s": args.steps / seconds,
+        "batch_ms": 1000 * waiting / args.steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         # the largest reading worker (its pages shared with the trainer count in both)
         "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "case": case,
                         "workers": workers,
                         "steps_per_s": statistics.median(v["steps_per_s"] for v in values),
+                        "batch_ms": statistics.median(v["batch_ms"] for v in values),
                         "peak_rss_mb": statistics.median(v["peak_rss_mb"] for v in values),
                         "worker_peak_rss_mb": statistics.median(
                             v["worker_peak_rss_mb"] for v in values
@@ -145,8 +150,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     data = results["data"]
     lines = [
-        "| model | images from | train steps/s | ÷ memory | peak RSS MB | reading worker MB |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | images from | train steps/s | ÷ memory | batch wait ms | peak RSS MB "
+        "| reading worker MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for model in results["models"]:
         memory = model["cases"][0]["steps_per_s"]
@@ -154,6 +160,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {model['model']} (batch {model['batch']}) | {row['case']} | "
                 f"{row['steps_per_s']:.2f} | {row['steps_per_s'] / memory:.2f}× | "
+                f"{row['batch_ms']:.2f} | "
                 f"{row['peak_rss_mb']:.0f} | "
                 + (f"{row['worker_peak_rss_mb']:.0f} |" if row["workers"] else "– |")
             )

@@ -64,6 +64,16 @@ MODELS: list[dict[str, Any]] = [
         "batch_size": 8,
         "timing": {"warmup": 1, "repeats": 2, "steps": 1},
     },
+    {"name": "pixelsnail", "model": "pixelsnail", "image_shape": (3, 32, 32), "preset": "default"},
+    {
+        "name": "pixelsnail (paper)",
+        "model": "pixelsnail",
+        "image_shape": (3, 32, 32),
+        "preset": "paper",
+        "heavy": True,
+        "batch_size": 8,
+        "timing": {"warmup": 1, "repeats": 2, "steps": 1},
+    },
 ]
 
 # Dense reference convolutions, [B, C_in, H, W] -> C_out with a k x k kernel, padding k//2.

@@ -29,7 +29,7 @@ def test_equal_time_comparison_smoke_run(tmp_path):
     docs = tmp_path / "B.md"
     argv = ["--minutes", "0.005", "--size", "8", "--samples", "2", "--data", "mnist5k"]
     results = compare.main([*argv, "--out", str(tmp_path / "c.json"), "--update-docs", str(docs)])
-    assert [r["model"] for r in results["runs"]] == ["pixelcnn", "gated", "pixelcnnpp"]
+    assert [r["model"] for r in results["runs"]] == compare.MODELS
     for run in results["runs"]:
         assert run["levels"] == 2 and run["metric"] == "nats_per_image"
         assert run["steps"] >= 1 and run["test_images"] == 500
@@ -41,7 +41,7 @@ def test_equal_time_comparison_smoke_run(tmp_path):
     merged = compare.main(
         [*argv, "--models", "gated", "--merge", "--out", str(tmp_path / "c.json")]
     )
-    assert [r["model"] for r in merged["runs"]] == ["pixelcnn", "gated", "pixelcnnpp"]
+    assert [r["model"] for r in merged["runs"]] == compare.MODELS
     assert merged["runs"][0] == results["runs"][0]
 
 
@@ -50,7 +50,8 @@ def test_sampling_speed_smoke_run_compares_both_methods(tmp_path):
     docs = tmp_path / "B.md"
     argv = ["--quick", "--batches", "2", "--repeats", "1", "--threads", "1"]
     results = speed.main([*argv, "--out", str(tmp_path / "s.json"), "--update-docs", str(docs)])
-    assert [(r["model"], r["batch"]) for r in results["cases"]] == [("gated", 2), ("pixelcnnpp", 2)]
+    models = ["gated", "pixelcnnpp", "pixelsnail"]
+    assert [(r["model"], r["batch"]) for r in results["cases"]] == [(m, 2) for m in models]
     for case in results["cases"]:
         assert case["identical_images"]  # the same random stream gives the same images
         ratio = case["naive_seconds"] / case["cached_seconds"]  # of the rounded times
