@@ -3,7 +3,8 @@ and the peak memory of the training process, side by side in one run; and how fa
 ``prepare-data`` converts an npz and a folder of PNGs.
 
 Every training case runs in a process of its own (its peak resident memory is that
-process's own), the cases taking turns for ``--rounds`` rounds; numbers are medians.
+process's own), the cases taking turns for ``--rounds`` rounds, each round starting from the
+next case (so no case always runs first); numbers are medians.
 """
 
 from __future__ import annotations
@@ -124,8 +125,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         models = []
         for label, preset in MODELS[: args.models]:
             rounds = []
-            for _ in range(args.rounds):  # the cases take turns
-                rounds.append([run_worker(args, folder, preset, s, w) for _, s, w in CASES])
+            for r in range(args.rounds):  # the cases take turns, each round from another
+                order = [(i + r) % len(CASES) for i in range(len(CASES))]
+                measured = {i: run_worker(args, folder, preset, *CASES[i][1:]) for i in order}
+                rounds.append([measured[i] for i in range(len(CASES))])
             rows = []
             for i, (case, _, workers) in enumerate(CASES):
                 values = [r[i] for r in rounds]

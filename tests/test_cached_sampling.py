@@ -28,6 +28,16 @@ NAMED = {
     "pixelcnn-kernels": ("pixelcnn", (3, 5, 4), {"input_kernel": 1, "residual_kernel": 5}, None),
     "gated-kernels": ("gated", (1, 5, 6), {"input_kernel": 1, "kernel_size": 5}, None),
     "pixelcnnpp-deep": ("pixelcnnpp", (3, 8, 8), {"resnets_per_stage": 3}, None),
+    # attention with a key/value cache: keys of every committed position, several heads
+    "pixelsnail-wide": ("pixelsnail", (3, 5, 7), {}, None),
+    "pixelsnail-class": ("pixelsnail", (3, 4, 5), {"num_classes": 3}, "class"),
+    "pixelsnail-tokens": ("pixelsnail", (4, 5), {"data": "tokens", "embedding_dim": 4}, None),
+    "pixelsnail-heads": (
+        "pixelsnail",
+        (1, 6, 5),
+        {"heads": 2, "key_size": 4, "value_size": 6, "blocks": 2},
+        None,
+    ),
 }
 CASES, IDS = list(NAMED.values()), list(NAMED)
 
@@ -86,7 +96,7 @@ def test_float32_cached_log_probs_match_a_forward_pass(case):
 
 
 @pytest.mark.parametrize("temperature", [0, 0.5, 2.0])
-@pytest.mark.parametrize("name", ["gated-rgb", "pixelcnnpp-wide"])
+@pytest.mark.parametrize("name", ["gated-rgb", "pixelcnnpp-wide", "pixelsnail-wide"])
 def test_temperature_is_applied_alike(temperature, name):
     model, condition = make(NAMED[name])
     naive, _ = draw(model, condition, "naive", temperature=temperature)
@@ -94,7 +104,10 @@ def test_temperature_is_applied_alike(temperature, name):
     assert torch.equal(naive, cached)
 
 
-@some("pixelcnn-rgb", "gated-class", "gated-mixture", "gated-tokens", "pixelcnnpp-class")
+@some(
+    "pixelcnn-rgb", "gated-class", "gated-mixture", "gated-tokens", "pixelcnnpp-class",
+    "pixelsnail-class", "pixelsnail-tokens",
+)  # fmt: skip
 def test_teacher_forced_steps_score_known_images_like_a_forward_pass(case):
     """Completing an image whose every sub-pixel is known runs every step with known
     inputs: its log-probabilities are then exactly conditional_log_probs."""
