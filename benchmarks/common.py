@@ -67,6 +67,14 @@ def environment(script: str | os.PathLike, argv: list[str]) -> dict[str, Any]:
     }
 
 
+def measured(env: dict[str, Any]) -> str:
+    """The line under a docs table: when, where and by which command it was measured."""
+    return (
+        f"Measured {env['date']} on {env['cpu']} ({env['torch_num_threads']} torch threads, "
+        f"torch {env['torch']}) with `{env['command']}`."
+    )
+
+
 def update_marked_section(
     path: str | os.PathLike, start: str, end: str, body: str, heading: str
 ) -> None:

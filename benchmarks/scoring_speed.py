@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import CIFAR_EXACT, environment, update_marked_section, write_results
+from common import CIFAR_EXACT, environment, measured, update_marked_section, write_results
 from throughput import make_train_step, random_images
 
 import pixelcnn
@@ -362,12 +362,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def update_docs(path: str, results: dict[str, Any]) -> None:
-    env = results["environment"]
-    body = (
-        f"{markdown(results)}\n\nMeasured {env['date']} on {env['cpu']} "
-        f"({env['torch_num_threads']} torch threads, torch {env['torch']}) with "
-        f"`{env['command']}`."
-    )
+    body = f"{markdown(results)}\n\n{measured(results['environment'])}"
     update_marked_section(path, DOCS_START, DOCS_END, body, "Scoring speed")
 
 

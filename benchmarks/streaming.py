@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import environment, update_marked_section, write_results
+from common import environment, measured, update_marked_section, write_results
 from PIL import Image
 
 import pixelcnn
@@ -178,12 +178,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def update_docs(path: str, results: dict[str, Any]) -> None:
-    env = results["environment"]
-    body = (
-        f"{markdown(results)}\n\nMeasured {env['date']} on {env['cpu']} "
-        f"({env['torch_num_threads']} torch threads, torch {env['torch']}) with "
-        f"`{env['command']}`."
-    )
+    body = f"{markdown(results)}\n\n{measured(results['environment'])}"
     update_marked_section(path, DOCS_START, DOCS_END, body, "Training from disk")
 
 
