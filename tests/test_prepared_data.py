@@ -156,7 +156,7 @@ def test_an_unfinished_preparation_is_one_line_and_can_be_run_again(tmp_path, ca
     broken.write_bytes(whole[: len(whole) // 2])
     out = tmp_path / "out"
     assert main(["prepare-data", str(source), "--out", str(out), "--quiet"]) == 2
-    assert not (out / MANIFEST).exists()
+    assert '"complete": false' in (out / MANIFEST).read_text()  # marked unfinished
     capsys.readouterr()
     train = ["train", "--data", str(out), "--steps", "1", "--out", str(tmp_path / "run")]
     error = _error(train)
@@ -201,6 +201,14 @@ def test_out_is_never_someone_elses_directory(tmp_path):
     with pytest.raises(ValueError, match="holds other files"):
         prepare_dataset(source, tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    (tmp_path / "theirs").mkdir()  # a file at a name prepare-data writes, but not its own
+    (tmp_path / "theirs" / "train_images.npy").write_bytes(b"someone's array")
+    with pytest.raises(ValueError, match="not written by prepare-data"):
+        prepare_dataset(source, tmp_path / "theirs", force=True)
+    (tmp_path / "theirs" / MANIFEST).write_text('{"a": "manifest of something else"}')
+    with pytest.raises(ValueError, match="prepare-data did not write"):
+        prepare_dataset(source, tmp_path / "theirs", force=True)
+    assert (tmp_path / "theirs" / "train_images.npy").read_bytes() == b"someone's array"
     prepare_dataset(source, tmp_path / "out")
     with pytest.raises(ValueError, match="--force"):
         prepare_dataset(source, tmp_path / "out")

@@ -2,9 +2,11 @@
 prepared dataset (:mod:`pixelcnn.data.stored`), streaming, so a source larger than memory
 is converted in the memory of one chunk.
 
-Every source is checked (headers, sizes, labels) before the first byte is written; the
-arrays are written next and the manifest last, so an interrupted preparation leaves a
-directory that says it is incomplete instead of one that reads as a smaller dataset.
+Every source is checked (headers, sizes, labels) before the first byte is written; then
+the manifest marks the directory as an unfinished preparation of this command, the arrays
+are written, and the manifest is written again complete: an interrupted preparation leaves a
+directory that says it is incomplete instead of one that reads as a smaller dataset, and
+a directory this command did not write is never taken for one of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .readers import (
     downsampled_imagenet_side,
     image_file_header,
     npz_errors,
+    output_size,
     read_image_file,
     read_npy_header,
     read_npz_arrays,
@@ -43,7 +46,14 @@ from .readers import (
     resize_images,
     to_nchw,
 )
-from .stored import MANIFEST, images_path, is_prepared, labels_path, write_manifest
+from .stored import (
+    MANIFEST,
+    images_path,
+    is_prepared,
+    labels_path,
+    preparation_state,
+    write_manifest,
+)
 
 __all__ = ["prepare_dataset"]
 
@@ -84,8 +94,14 @@ def prepare_dataset(
     shapes = {split.image_shape for split in splits.values()}
     if len(shapes) > 1:
         raise DataFormatError(f"{source}: the splits hold images of shapes {sorted(shapes)}")
+    entries = {
+        name: {"images": split.count, "labels": split.labels is not None}
+        for name, split in splits.items()
+    }
+    image_shape, source_name = shapes.pop(), os.fspath(source)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # from here on the directory is unfinished
+    # from here on the directory is an unfinished preparation of this command
+    write_manifest(out, entries, image_shape, class_names, source_name, complete=False)
     for name, split in splits.items():
         _write_images(images_path(out, name), split, f"{name}", progress)
         if split.labels is not None:
@@ -95,27 +111,33 @@ def prepare_dataset(
     for name in set(SPLITS) - set(splits):  # a split the source lacks: none left behind
         images_path(out, name).unlink(missing_ok=True)
         labels_path(out, name).unlink(missing_ok=True)
-    entries = {
-        name: {"images": split.count, "labels": split.labels is not None}
-        for name, split in splits.items()
-    }
-    return write_manifest(out, entries, shapes.pop(), class_names, os.fspath(source))
+    return write_manifest(out, entries, image_shape, class_names, source_name)
 
 
 def _check_out(out: Path, force: bool) -> None:
-    """Refuse an ``out`` that holds anything but an earlier preparation, or a finished
-    one without ``force``: nobody's files are overwritten by accident."""
+    """Refuse an ``out`` that holds anything this command did not write (other files, or
+    arrays without its manifest), or a finished preparation without ``force``: nobody's
+    files are overwritten by accident. An unfinished preparation may be redone."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     if not out.is_dir():
         return
-    others = sorted(p.name for p in out.iterdir() if p.name not in _OUR_FILES)
+    names = sorted(p.name for p in out.iterdir())
+    others = [name for name in names if name not in _OUR_FILES]
     if others:
         raise ValueError(
             f"--out {out} holds other files ({', '.join(others[:3])}); prepare into a new "
             "or empty directory"
         )
-    if (out / MANIFEST).is_file() and not force:
+    state = preparation_state(out)
+    if state is None and names:
+        raise ValueError(
+            f"--out {out} holds {names[0]} but no {MANIFEST}: not written by prepare-data; "
+            "prepare into a new or empty directory"
+        )
+    if state == "foreign":
+        raise ValueError(f"--out {out} holds a {MANIFEST} that prepare-data did not write")
+    if state == "complete" and not force:
         raise ValueError(
             f"--out {out} already holds a prepared dataset; pass --force to replace it"
         )
@@ -172,9 +194,7 @@ def _resized(images: np.ndarray, size) -> np.ndarray:
 
 def _final_shape(image_shape: tuple[int, int, int], size) -> tuple[int, int, int]:
     """``image_shape`` (C, H, W) after resizing to ``size``."""
-    if size is None:
-        return tuple(image_shape)
-    return tuple(resize_images(np.zeros((1, *image_shape), np.uint8), size).shape[1:])
+    return tuple(image_shape) if size is None else (image_shape[0], *output_size(size))
 
 
 class _NpzMember:

@@ -5,12 +5,14 @@
     train_images.npy   uint8 [N, C, H, W]   (.npy: np.load(path, mmap_mode="r") maps it)
     train_labels.npy   int64 [N]            (when the source has labels)
     test_images.npy    test_labels.npy      (the same for the test split)
-    prepared.json      what the arrays hold; written last
+    prepared.json      what the arrays hold: written first marked unfinished
+                       ("complete": false), last complete
 
-A directory without ``prepared.json`` is a preparation that did not finish. The images are
-read with positioned reads of just the rows a batch needs (:class:`StoredImages`): neither
-the memory nor the address space of a process grows with the dataset, so a set far larger
-than memory trains, evaluates and scores in the memory of a few batches.
+A manifest marked unfinished (or arrays without one) is a preparation that did not finish.
+The images are read with positioned reads of just the rows a batch needs
+(:class:`StoredImages`): neither the memory nor the address space of a process grows with
+the dataset, so a set far larger than memory trains, evaluates and scores in the memory of
+a few batches.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "is_prepared",
     "labels_path",
     "open_stored_images",
+    "preparation_state",
     "read_manifest",
     "write_manifest",
 ]
@@ -242,6 +245,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"{path}: prepared-dataset version {manifest.get('version')!r}; this pixelcnn "
             f"reads version {VERSION}: prepare the dataset again"
         )
+    if manifest.get("complete", True) is not True:
+        raise IncompleteDatasetError(
+            f"{directory}: an incomplete prepared dataset (its preparation did not finish); "
+            "run pixelcnn prepare-data again"
+        )
     splits = manifest.get("splits")
     names = manifest.get("class_names")
     if (
@@ -258,6 +266,21 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     ):
         raise DataFormatError(f"{path}: malformed manifest (splits or class_names)")
     return manifest
+
+
+def preparation_state(directory: Path) -> str | None:
+    """What ``prepared.json`` in ``directory`` says: None (there is none), "complete",
+    "writing" (a preparation that did not finish) or "foreign" (not this library's)."""
+    path = directory / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "foreign"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return "foreign"
+    return "complete" if manifest.get("complete", True) is True else "writing"
 
 
 def read_prepared_split(directory: Path, split: str) -> PreparedSplit:
@@ -296,12 +319,15 @@ def write_manifest(
     image_shape: tuple[int, int, int],
     class_names: list[str] | None,
     source: str,
+    complete: bool = True,
 ) -> Path:
-    """Write ``prepared.json`` (atomically): the last step of a preparation.
-    ``splits`` maps each split to ``{"images": N, "labels": bool}``."""
+    """Write ``prepared.json`` (atomically): first with ``complete`` False, marking the
+    directory as a preparation of this library that has not finished, and again as the last
+    step. ``splits`` maps each split to ``{"images": N, "labels": bool}``."""
     manifest = {
         "format": FORMAT,
         "version": VERSION,
+        "complete": complete,
         "source": source,
         "image_shape": list(image_shape),
         "class_names": class_names,
