@@ -1,11 +1,20 @@
-"""Durable files: written in full under a temporary name, synced, then renamed into place."""
+"""Files the library touches, made safe against what a hostile directory can hold.
+
+Writes: written in full under a temporary name, synced, then renamed into place, inside a
+directory reached without following any symbolic link below the one the user named, so a
+link planted at a file's name or at a folder on the way never redirects a write. Reads:
+only regular files are opened (a FIFO would block forever, a device never end).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
-from collections.abc import Callable, Iterable
+import secrets
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -21,32 +30,157 @@ class NotWritableError(OSError, ValueError):
     """A path that cannot or must not be written: refused before any work is done."""
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(temp_path)`` and rename, so readers never see half a file.
+class NotRegularFileError(OSError, ValueError):
+    """A path to read that is not a regular file (a FIFO, a device, a directory)."""
 
-    Any failure (a full disk inside a library that raises its own error type too) removes
-    the temporary and raises OSError naming ``path``; the old file stays as it was."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{TEMP_MARK}-", suffix=".tmp"
-    )
-    os.close(handle)
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened for binary reading, refused in one line unless it is a regular file.
+
+    Opened non-blocking first, so a FIFO with no writer is seen for what it is instead of
+    blocking ``open`` forever; the check is made on the opened file itself (``fstat``), so
+    nothing can be swapped in between. A missing file stays a FileNotFoundError."""
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)
     try:
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared run's files
-        write(temp)
-        fsync_file(temp)
-        os.replace(temp, path)
-    except BaseException as error:
-        Path(temp).unlink(missing_ok=True)
-        if isinstance(error, Exception) and not isinstance(error, OSError):
-            raise OSError(f"cannot write {path}: {' '.join(str(error).split())}") from error
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(f"{os.fspath(path)} is {_kind(mode)}, not a regular file")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
-    os.umask(mask)
-    return mask
+def check_regular(path: str | os.PathLike) -> Path:
+    """Refuse a ``path`` to be read that exists and is not a regular file (for readers that
+    must be given a name: they open it right after). Returns it as a Path."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return Path(path)
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(f"{os.fspath(path)} is {_kind(mode)}, not a regular file")
+    return Path(path)
+
+
+def open_directory(root: str | os.PathLike, parts: Sequence[str] = (), create: bool = False):
+    """A file descriptor of the directory ``root / parts...``, reached without following a
+    symbolic link at any of ``parts`` (``root``, which the user named, may be one). With
+    ``create``, missing folders are made. Anything on the way that is a link or not a
+    directory is refused with NotWritableError, so nothing is written outside ``root``."""
+    fd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    try:
+        reached = Path(root)
+        for part in parts:
+            if part in ("", ".", "..") or "/" in part or os.sep in part:
+                raise NotWritableError(f"cannot write under {root}: {part!r} is not a folder name")
+            reached = reached / part
+            if create:
+                try:
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                inner = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise NotWritableError(
+                        f"cannot write under {reached}: it is a symbolic link or not a "
+                        f"directory; nothing is written through it"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = inner
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _fd_path(directory_fd: int, directory: Path, name: str) -> str:
+    """A path naming ``name`` in the directory open as ``directory_fd``: through the
+    descriptor itself where the system offers it (Linux's /proc), so a folder swapped for
+    a link after it was opened cannot redirect the write."""
+    through = f"/proc/self/fd/{directory_fd}"
+    return f"{through}/{name}" if os.path.isdir(through) else os.fspath(directory / name)
+
+
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[str], None],
+    inside: str | os.PathLike | None = None,
+) -> None:
+    """Write through ``write(temp_path)`` and rename, so readers never see half a file.
+
+    ``inside``: a directory the user named that ``path`` lies in; every folder between it
+    and ``path`` is made if missing and must be a real directory (never a symbolic link).
+    Without it, ``path``'s own folder is used as it is. The temporary is created anew
+    (never through a link) and renamed over ``path``, so a link at ``path`` is replaced,
+    not written through. Any failure (a full disk inside a library that raises its own
+    error type too) removes the temporary and raises OSError naming ``path``; the old file
+    stays as it was."""
+    path = Path(path)
+    if inside is None:
+        root, parts = path.parent, ()
+    else:
+        root, parts = Path(inside), path.parent.relative_to(inside).parts
+    try:
+        directory = open_directory(root, parts, create=inside is not None)
+    except NotWritableError:
+        raise
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
+    temp = f".{path.name}.{TEMP_MARK}-{secrets.token_hex(4)}.tmp"
+    try:
+        handle = os.open(
+            temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666, dir_fd=directory
+        )  # 0o666 less the umask, as every other file a user's program writes
+        os.close(handle)
+        try:
+            write(_fd_path(directory, path.parent, temp))
+            descriptor = os.open(temp, os.O_RDONLY | _NOFOLLOW | _CLOEXEC, dir_fd=directory)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.replace(temp, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            try:
+                os.unlink(temp, dir_fd=directory)
+            except OSError:
+                pass
+            raise
+    except BaseException as error:
+        if isinstance(error, OSError) and not isinstance(error, NotWritableError):
+            reason = error.strerror or " ".join(str(error).split())
+            named = OSError(f"cannot write {path}: {reason}")  # one argument: str() is the text
+            named.errno = error.errno
+            raise named from error
+        if isinstance(error, Exception) and not isinstance(error, OSError):
+            raise OSError(f"cannot write {path}: {' '.join(str(error).split())}") from error
+        raise
+    finally:
+        os.close(directory)
 
 
 def is_stale_temporary(path: Path, names: Iterable[str]) -> bool:
