@@ -26,6 +26,28 @@ def train_args(model: str, out) -> list[str]:
     ]  # fmt: skip
 
 
+# Two half-batch gradients summed differ from one full batch's gradient in the last bits, and
+# how many last bits depends on the thread count and the CPU's kernels. Adam divides by the
+# gradient's running scale, so where a component is near zero those bits can move its step
+# by up to the learning rate, on any machine; but such components are a handful. So the
+# runs agree in what training did to the weights as a whole: the difference between them is
+# a small fraction of how far the weights moved. Measured on 2 cores: Gated 1.4e-6, PixelCNN++
+# 2.1e-3 at 1 thread and 6.9e-3 at 2; training on half the global batch (what a process
+# that loses its share does) gives 4.8.
+SAME_TRAINING = 0.05
+
+
+def assert_same_training(actual, expected, earlier, limit=SAME_TRAINING):
+    """``actual`` and ``expected`` (state dicts after training) differ by under ``limit``
+    of the distance ``expected`` moved from ``earlier`` (the same run's earlier state)."""
+    keys = sorted(expected)
+    assert sorted(actual) == keys
+    flat = [torch.cat([d[k].double().flatten() for k in keys]) for d in (actual, expected, earlier)]
+    moved = (flat[1] - flat[2]).norm()
+    assert moved > 0
+    assert (flat[0] - flat[1]).norm() / moved < limit
+
+
 @pytest.mark.parametrize("model, extra", [("gated", []), ("pixelcnnpp", ["--ema", "0.9"])])
 def test_two_processes_match_one_with_the_same_global_batch(model, extra, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
@@ -46,14 +68,10 @@ def test_two_processes_match_one_with_the_same_global_batch(model, extra, tmp_pa
         load_file(str(one / "model.safetensors")),
         load_file(str(two / "model.safetensors")),
     )
-    # float tolerance: two half-batch gradients summed differ from one full batch's in the
-    # last bits, and Adam's normalization carries that into small weights
-    for key in expected:  # the saved model (the weight average for PixelCNN++)
-        torch.testing.assert_close(actual[key], expected[key], rtol=1e-3, atol=1e-4)
-    raw_one = load_checkpoint(list_checkpoints(one)[-1])
-    raw_two = load_checkpoint(list_checkpoints(two)[-1])
-    for key, tensor in raw_one.model.items():
-        torch.testing.assert_close(raw_two.model[key], tensor, rtol=1e-3, atol=1e-4)
+    first, last = (load_checkpoint(c).model for c in list_checkpoints(one))
+    assert_same_training(load_checkpoint(list_checkpoints(two)[-1]).model, last, first)
+    # the saved model (the weight average for PixelCNN++) moves less than the raw weights
+    assert_same_training(actual, expected, first)
 
     # rank 0 alone wrote: one line per logged step, one progress report, the same files
     records = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]

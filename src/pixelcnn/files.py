@@ -8,6 +8,7 @@ only regular files are opened (a FIFO would block forever, a device never end).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -71,6 +72,42 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
+def read_regular(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
+    """The whole of the regular file ``path``, refused in one line when it holds more than
+    ``limit`` bytes (a small file the library expects, such as a JSON config, that someone
+    made huge) instead of filling memory."""
+    with open_regular(path) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        data = stream.read(limit + 1) if size <= limit else b""
+    if size > limit or len(data) > limit:
+        raise ValueError(
+            f"{os.fspath(path)} holds {max(size, len(data))} bytes, more than a {what} "
+            f"ever needs ({limit}); refused"
+        )
+    return data
+
+
+def open_appending(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened to append (created if missing), never through a symbolic link at its
+    name: a log this library keeps is never somebody else's file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotWritableError(
+                f"cannot write {os.fspath(path)}: it is a symbolic link; nothing is written "
+                "through it"
+            ) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotWritableError(f"cannot write {os.fspath(path)}: not a regular file")
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def check_regular(path: str | os.PathLike) -> Path:
     """Refuse a ``path`` to be read that exists and is not a regular file (for readers that
     must be given a name: they open it right after). Returns it as a Path."""
@@ -96,10 +133,8 @@ def open_directory(root: str | os.PathLike, parts: Sequence[str] = (), create: b
                 raise NotWritableError(f"cannot write under {root}: {part!r} is not a folder name")
             reached = reached / part
             if create:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o777, dir_fd=fd)
-                except FileExistsError:
-                    pass
             try:
                 inner = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
             except OSError as error:
@@ -152,9 +187,9 @@ def atomic_write(
         raise OSError(f"cannot write {path}: {error.strerror or error}") from None
     temp = f".{path.name}.{TEMP_MARK}-{secrets.token_hex(4)}.tmp"
     try:
-        handle = os.open(
-            temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666, dir_fd=directory
-        )  # 0o666 less the umask, as every other file a user's program writes
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+        # 0o666 less the umask, as every other file a user's program writes
+        handle = os.open(temp, flags, 0o666, dir_fd=directory)
         os.close(handle)
         try:
             write(_fd_path(directory, path.parent, temp))
@@ -165,10 +200,8 @@ def atomic_write(
                 os.close(descriptor)
             os.replace(temp, path.name, src_dir_fd=directory, dst_dir_fd=directory)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=directory)
-            except OSError:
-                pass
             raise
     except BaseException as error:
         if isinstance(error, OSError) and not isinstance(error, NotWritableError):

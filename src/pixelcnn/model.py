@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -25,8 +25,9 @@ from pixelcnn import coding
 from pixelcnn.chunking import CHUNK_BYTES, chunk_length, largest_temporary
 from pixelcnn.conditions import prepare_condition, select
 from pixelcnn.encodings import ImageEncoding, TokenEncoding
-from pixelcnn.files import atomic_write, check_writable
+from pixelcnn.files import atomic_write, check_regular, check_writable, read_regular
 from pixelcnn.likelihoods import LIKELIHOODS, build_likelihood, option_names, resolve_options
+from pixelcnn.limits import check_memory
 from pixelcnn.networks import build_network, network_spec, resolve_hyperparameters
 from pixelcnn.quantize import Quantizer, check_levels
 from pixelcnn.sampling import Source, generate, known_prefix
@@ -35,6 +36,7 @@ from pixelcnn.values import as_int
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+CONFIG_LIMIT_BYTES = 1 << 20  # a config is a few hundred bytes of JSON
 FORMAT_NAME = "pixelcnn-model"
 FORMAT_VERSION = 1
 # safetensors metadata of the weights this library writes: tells them apart from others'
@@ -423,7 +425,10 @@ class DensityModel(nn.Module):
         check_finite(tensors, f"the model to save in {directory}")
         text = json.dumps(self.config.to_json(), indent=2) + "\n"
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), WEIGHTS_TAG))
+        # safetensors' save_file writes a file of its own (mode 0600) and renames it over the
+        # name it is given; its bytes go into our temporary instead, made at the umask's mode
+        blob = save(tensors, WEIGHTS_TAG)
+        atomic_write(directory / WEIGHTS_FILE, lambda p: Path(p).write_bytes(blob))
         atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(text))
         return directory
 
@@ -483,16 +488,18 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     """Rebuild a model saved with :meth:`DensityModel.save`. Never unpickles anything."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    if not config_path.is_file() or not weights_path.is_file():
+    if not (os.path.lexists(config_path) and os.path.lexists(weights_path)):
         raise FileNotFoundError(
             f"{directory} holds no saved model (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
         )
     try:
-        data = json.loads(config_path.read_text())
+        data = json.loads(read_regular(config_path, CONFIG_LIMIT_BYTES, "model config"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from None
     config = ModelConfig.from_json(data, source=str(config_path))
     model = DensityModel(config)
+    check_regular(weights_path)
+    check_memory(weights_path.stat().st_size, f"loading {weights_path}")
     try:
         state = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as error:

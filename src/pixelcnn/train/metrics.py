@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pixelcnn.files import atomic_write
+from pixelcnn.files import atomic_write, open_appending, read_regular
+from pixelcnn.limits import available_memory_bytes
 from pixelcnn.pictures import PNG_KIND_KEY
 
 CURVE_KIND = "training-curve"  # the PNG tag of the training curve (see pictures.png_kind)
@@ -15,8 +16,8 @@ CURVE_KIND = "training-curve"  # the PNG tag of the training curve (see pictures
 
 def append_metrics(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append ``record`` as one JSON line (flushed, so a killed run keeps what it logged)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    with open_appending(path) as f:
+        f.write((json.dumps(record) + "\n").encode())
         f.flush()
 
 
@@ -26,7 +27,8 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    text = read_regular(path, available_memory_bytes() // 4, "metrics log").decode(errors="replace")
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
