@@ -185,3 +185,36 @@ def test_console_command_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("pixelcnn: error:")
+
+
+def test_version_is_the_installed_package_version(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"pixelcnn {version('pixelcnn')}"
+
+
+HELP_DEFAULTS = {
+    "train": ["--batch-size BATCH_SIZE images per step (default: 32)", "--seed SEED",
+              "(default: 0)", "--lr LR Adam learning rate (default: 0.001)",
+              "--checkpoint-every CHECKPOINT_EVERY steps between checkpoints (default: 500)"],
+    "sample": ["--n N number of images (default: 16)", "(default: 1.0)", "RUN/sampled.png"],
+    "complete": ["--n N number of completions (default: 8)", "(default: cached)"],
+    "eval": ["--batch-size BATCH_SIZE images per pass (memory only) (default: 256)",
+             "default: test"],
+    "score": ["(default: fp32)", "--split {train,test,all}"],
+    "ood": ["--compressor {png,webp} for complexity (default: png)", "(default: all)",
+            "--seed SEED of the --limit choice (default: 0)"],
+    "compress": ["(default: test)"],
+    "receptive-field": ["(default: 7)"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", sorted(HELP_DEFAULTS))
+def test_help_shows_the_defaults_and_no_empty_ones(command, capsys):
+    assert main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in HELP_DEFAULTS[command]:
+        assert shown in text, shown
+    for noise in ("default: None", "default: False", "default: True", "default: []"):
+        assert noise not in text

@@ -11,7 +11,7 @@ import torch
 
 import pixelcnn
 from pixelcnn.cli import main
-from pixelcnn.ood import compressed_bits, detection_metrics, scores
+from pixelcnn.ood import OOD_METHODS, compressed_bits, detection_metrics, scores
 from pixelcnn.train import Trainer, TrainOptions
 from pixelcnn.train.data import ResidentData, perturbed
 from pixelcnn.train.distributed import SINGLE
@@ -154,5 +154,73 @@ def test_each_model_scores_each_set_once_whatever_the_methods(runs, monkeypatch,
     argv = ["ood", str(runs / "run"), "--in-data", "mnist5k", "--ood-data"]
     argv += [str(runs / "constant.npz"), "--size", "8", "--limit", "8", "--json", "--quiet"]
     assert main([*argv, "--background", str(runs / "background")]) == 0
-    assert len(json.loads(capsys.readouterr().out.splitlines()[-1])) == 7  # 3 methods + 4
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert {key for key, value in result.items() if isinstance(value, dict)} == set(OOD_METHODS)
     assert len(calls) == 4  # two models x two sets, not once per method
+
+
+def _scored_sets(monkeypatch):
+    """The image sets ``ood`` scores, in the order it scores them (each model, each set)."""
+    from pixelcnn.cli import commands
+
+    seen = []
+    real = commands.evaluate
+
+    def spy(model, images, *args, **kwargs):
+        seen.append(images.clone())
+        return real(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(commands, "evaluate", spy)
+    return seen
+
+
+def test_limit_takes_a_seeded_random_subset_and_says_so(runs, tmp_path, monkeypatch, capsys):
+    """A set sorted by class (here: 50 dark images, then 50 bright ones, as mnist5k's test
+    split is sorted by digit) must not be cut to its first class by --limit."""
+    sorted_set = np.concatenate(
+        [np.full((50, 8, 8), 0, np.uint8), np.full((50, 8, 8), 255, np.uint8)]
+    )
+    np.savez(tmp_path / "sorted.npz", x_train=sorted_set, x_test=sorted_set)
+    seen = _scored_sets(monkeypatch)
+    argv = ["ood", str(runs / "run"), "--in-data", str(tmp_path / "sorted.npz"), "--ood-data"]
+    argv += [str(runs / "constant.npz"), "--size", "8", "--limit", "20", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    in_set = f"20 of 100 {tmp_path / 'sorted.npz'} test images, chosen at random (--seed 0)"
+    assert f"in:  {in_set}" in out
+    assert f"ood: 20 of 50 {runs / 'constant.npz'} test images, chosen at random" in out
+    inside = seen[0]
+    assert len(inside) == 20 and {0, 255} <= set(inside.unique().tolist())
+    assert main([*argv, "--seed", "0"]) == 0 and torch.equal(seen[2], inside)  # reproducible
+    assert main([*argv, "--seed", "1"]) == 0 and not torch.equal(seen[4], inside)
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["in_set"] == in_set
+    assert result["in_images"] == 20 and result["split"] == "test"
+
+
+def test_method_all_without_a_background_says_ratio_was_skipped(runs, capsys):
+    argv = ["ood", str(runs / "run"), "--in-data", "mnist5k", "--ood-data"]
+    argv += [str(runs / "constant.npz"), "--size", "8", "--limit", "8", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "likelihood" in out and "complexity" in out
+    assert "ratio       skipped: it needs a background model: --background RUN" in out
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert "ratio" not in result and "background" in result["skipped"]["ratio"]
+    assert captured.err.strip() == (
+        "pixelcnn: note: ratio skipped: it needs a background model: --background RUN "
+        "(trained with --perturb)"
+    )
+
+
+def test_grey_sets_for_a_colour_model_are_pointed_to_rgb(tmp_path, capsys):
+    model = pixelcnn.create("gated", (3, 8, 8), levels=4, preset="tiny")
+    model.save(tmp_path / "colour")
+    argv = ["ood", str(tmp_path / "colour"), "--in-data", "mnist5k", "--ood-data", "mnist5k"]
+    assert main([*argv, "--size", "8", "--limit", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "have 1 channel" in err and "--rgb repeats grey images into RGB" in err
+    assert main([*argv, "--size", "8", "--limit", "4", "--rgb", "--quiet"]) == 0

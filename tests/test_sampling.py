@@ -1,5 +1,6 @@
 """The naive sampler draws from the distribution that log_prob defines."""
 
+import pytest
 import torch
 from helpers import all_images, perturb
 
@@ -72,3 +73,54 @@ def test_draw_index_follows_the_probabilities_and_never_draws_an_impossible_inde
     # a row whose mass sits at the very end: u * total stays below the total
     edge = torch.tensor([[0.0, 0.0, 1e-30, 1.0]])
     assert draw_index(edge.expand(1000, 4), torch.Generator().manual_seed(1)).max() == 3
+
+
+def _overflowing(network: str, channels: int = 1, **options):
+    """A tiny model whose every weight is multiplied by 3e37: finite weights (a saved file
+    of them loads) whose outputs overflow to infinity and NaN."""
+    model = pixelcnn.create(network, (channels, 4, 4), levels=4, preset="tiny", **options)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3e37)
+        empty = torch.zeros(1, channels, 4, 4, dtype=torch.uint8)
+        assert not torch.isfinite(model.log_prob(empty)).all()  # scoring refuses it too
+    return model
+
+
+OVERFLOWING = [
+    ("gated", 1, {}),
+    ("pixelcnn", 3, {}),
+    ("pixelsnail", 1, {}),
+    ("gated", 3, {"likelihood": "logistic_mixture"}),
+]
+
+
+@pytest.mark.parametrize("method", ["cached", "naive"])
+@pytest.mark.parametrize(
+    ("network", "channels", "options"), OVERFLOWING, ids=[f"{n}-{c}ch" for n, c, _ in OVERFLOWING]
+)
+def test_sample_and_complete_refuse_non_finite_parameters(network, channels, options, method):
+    """Drawing from NaN parameters gives plausible-looking all-255 or all-0 images; the
+    samplers refuse them with a ValueError instead, as scoring refuses NaN scores."""
+    model = _overflowing(network, channels, **options)
+    with pytest.raises(ValueError, match="non-finite likelihood parameters"):
+        model.sample(2, method=method)
+    known = torch.zeros(4, 4, dtype=torch.bool)
+    known[:2] = True
+    images = torch.zeros(2, channels, 4, 4, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="non-finite likelihood parameters"):
+        model.complete(images, known, method=method)
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "logistic_mixture"])
+def test_a_tiny_temperature_draws_the_most_likely_values_not_garbage(likelihood):
+    """logits / 1e-300 overflows to inf, and softmax(inf - inf) is NaN: tiny temperatures
+    must tend to temperature 0 (the most likely value), not to all-255 images."""
+    model = pixelcnn.create("gated", (3, 4, 4), levels=4, preset="tiny", likelihood=likelihood)
+    perturb(model)
+    greedy = model.sample(2, temperature=0)
+    for temperature in (1e-300, 1e-40):
+        for method in ("cached", "naive"):
+            generator = torch.Generator().manual_seed(0)
+            drawn = model.sample(2, temperature=temperature, method=method, generator=generator)
+            assert torch.equal(drawn, greedy), (temperature, method)

@@ -55,24 +55,65 @@ def check_score_path(path: str | os.PathLike) -> Path:
     return path
 
 
-_FIELDS = ("index", "source", "nats", "bits_per_dim")  # in every row ("label" when known)
+# The columns of a score row, in order: every table write_rows writes has one of these
+# headers (CSV) or key lists (JSON lines), and nothing else.
+SCORE_COLUMNS = (
+    ("index", "source", "nats", "bits_per_dim"),
+    ("index", "source", "label", "nats", "bits_per_dim"),
+)
 
 
 def is_score_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a table :func:`write_rows` wrote (its header, or its first JSON
-    record, has the fields of a score row): an earlier output that may be replaced."""
+    """Whether ``path`` is a table :func:`write_rows` wrote, and so an earlier output that
+    may be replaced: recognised positively, line by line (an exact header or key list of
+    :data:`SCORE_COLUMNS`, then rows numbered 0, 1, ... holding numbers where the scores
+    go). A user's table with an extra column, another order or a note is not one."""
     try:
-        with open(path, encoding="utf-8") as table:
-            first = table.readline()
-    except (OSError, UnicodeDecodeError):
+        with open(path, encoding="utf-8", newline="") as table:
+            if Path(path).suffix.lower() == ".jsonl":
+                return _is_score_jsonl(table)
+            return _is_score_csv(table)
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    if Path(path).suffix.lower() == ".jsonl":
+
+
+def _is_score_csv(table) -> bool:
+    rows = csv.reader(table)
+    header = tuple(next(rows, ()))
+    if header not in SCORE_COLUMNS:
+        return False
+    for position, row in enumerate(rows):
+        if not _is_score_row(dict(zip(header, row, strict=False)), len(row), header, position):
+            return False
+    return True
+
+
+def _is_score_jsonl(table) -> bool:
+    seen = 0
+    for position, line in enumerate(table):
         try:
-            record = json.loads(first)
+            record = json.loads(line)
         except ValueError:
             return False
-        return isinstance(record, dict) and set(_FIELDS) <= set(record)
-    return set(_FIELDS) <= set(first.strip().split(",")) and first.startswith("index,source")
+        if not isinstance(record, dict) or tuple(record) not in SCORE_COLUMNS:
+            return False
+        if not _is_score_row(record, len(record), tuple(record), position):
+            return False
+        seen += 1
+    return seen > 0
+
+
+def _is_score_row(row: dict[str, Any], width: int, header: tuple, position: int) -> bool:
+    """Whether ``row`` (``width`` fields under ``header``) is score row number ``position``."""
+    if width != len(header) or str(row["index"]) != str(position):
+        return False
+    try:
+        [float(row[key]) for key in ("nats", "bits_per_dim")]
+        if "label" in row:
+            int(row["label"])
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def write_rows(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
@@ -118,6 +159,26 @@ def heatmap_picture(image: torch.Tensor, nll: torch.Tensor, title: str) -> Image
     return Image.open(buffer).convert("RGB")
 
 
+def heatmap_title(
+    index: int,
+    bits: float,
+    label: int | None = None,
+    class_names: list[str] | None = None,
+    source: str | None = None,
+) -> str:
+    """A heatmap's title: the image's label first, where a reader looks for it (with its
+    class name when known), then its index (and its file, when it has one), then its
+    bits/dim. E.g. "label 7 (sneaker), image 12: 3.104 bits/dim"."""
+    parts = []
+    if label is not None:
+        known = class_names is not None and 0 <= label < len(class_names)
+        name = class_names[label] if known else None
+        parts.append(f"label {label}" + (f" ({name})" if name and name != str(label) else ""))
+    named = source is not None and source != str(index)
+    parts.append(f"image {index}" + (f" ({source})" if named else ""))
+    return f"{', '.join(parts)}: {bits:.3f} bits/dim"
+
+
 def most_surprising(nats: np.ndarray, top: int | None) -> list[int]:
     """Indices of the ``top`` highest -log p(x) (all when None), most surprising first."""
     order = np.argsort(-nats, kind="stable")
@@ -126,9 +187,11 @@ def most_surprising(nats: np.ndarray, top: int | None) -> list[int]:
 
 __all__ = [
     "HEATMAP_KIND",
+    "SCORE_COLUMNS",
     "SCORE_FORMATS",
     "check_score_path",
     "heatmap_picture",
+    "heatmap_title",
     "is_score_file",
     "most_surprising",
     "score_rows",

@@ -16,18 +16,26 @@ import torch
 import pixelcnn
 from pixelcnn.cli.main import check_stored_arguments
 from pixelcnn.cli.outputs import check_output
-from pixelcnn.data import load_dataset, read_image_file
+from pixelcnn.data import ImageDataset, load_dataset, read_image_file, resize_images
+from pixelcnn.data.datasets import (
+    DATASETS,
+    SPLITS,
+    canonical_name,
+    downsampled_imagenet_files,
+)
 from pixelcnn.data.prepare import prepare_dataset
-from pixelcnn.data.stored import StoredImages, read_manifest
+from pixelcnn.data.readers import image_folder_files, read_image_files
+from pixelcnn.data.stored import StoredImages, is_prepared, read_manifest
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.networks import hyperparameter_names
 from pixelcnn.ood import OOD_METHODS, ScoredSet, evaluate_methods
-from pixelcnn.pictures import save_image_grid, save_png
+from pixelcnn.pictures import png_kind, save_image_grid, save_png
 from pixelcnn.scoring import (
     HEATMAP_KIND,
     check_score_path,
     heatmap_picture,
+    heatmap_title,
     is_score_file,
     most_surprising,
     score_rows,
@@ -45,6 +53,7 @@ from pixelcnn.train.run_dir import (
     SAMPLES_KIND,
     RunLock,
     check_new_run,
+    holds_run,
     prepare_new_run,
     read_run_args,
     write_run_args,
@@ -386,11 +395,26 @@ def load_run_model(run: str) -> pixelcnn.DensityModel:
     return model
 
 
+# ``pixelcnn sample``'s own default name and PNG tag: never the grid a training drew
+# (RUN/samples.png, tagged SAMPLES_KIND), which stays as the run left it.
+SAMPLED_FILE, SAMPLED_KIND = "sampled.png", "sampled"
+
+
+def is_earlier_sample(path: Path) -> bool:
+    """Whether ``path`` is a grid ``pixelcnn sample`` wrote (tagged SAMPLED_KIND, or
+    SAMPLES_KIND as before it had its own tag), and not a training's own samples.png."""
+    kind = png_kind(path)
+    if kind == SAMPLED_KIND:
+        return True
+    return kind == SAMPLES_KIND and not (path.name == SAMPLES_FILE and holds_run(path.parent))
+
+
 def run_sample(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
     condition, n, columns = sample_condition(model, args)
-    out = Path(args.out) if args.out else Path(args.run) / SAMPLES_FILE
-    check_output(out, SAMPLES_KIND, args.overwrite)  # before the work, not after
+    out = Path(args.out) if args.out else Path(args.run) / SAMPLED_FILE
+    # before the work, not after
+    check_output(out, SAMPLED_KIND, args.overwrite, earlier=is_earlier_sample)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     images = model.sample(
         n,
@@ -400,7 +424,7 @@ def run_sample(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         method=args.method,
     )
-    print(f"samples: {save_image_grid(images, out, columns=columns, kind=SAMPLES_KIND)}")
+    print(f"samples: {save_image_grid(images, out, columns=columns, kind=SAMPLED_KIND)}")
 
 
 def read_image(path: str | Path, model) -> torch.Tensor:
@@ -448,10 +472,134 @@ def run_complete(args: argparse.Namespace) -> None:
     print(f"completions: {save_image_grid(grid, out, columns=columns, kind=COMPLETIONS_KIND)}")
 
 
-def _eval_split(args: argparse.Namespace, model) -> tuple[str, torch.Tensor, Any, Any]:
+SIZE_KEEPS_CHANNELS = "--size changes only the height and width"
+
+
+@dataclass
+class ScoringData:
+    """The images ``eval``, ``score`` or ``ood`` read, and in words which they are.
+
+    ``images``: uint8 [N, C, H, W] snapped to the model's levels (a prepared dataset's stay
+    on disk); ``labels``: int64 [N] or None; ``sources``: where each image came from (an
+    image folder's file names) or None; ``class_names[k]`` names label k when known;
+    ``described``: e.g. "20 of 500 mnist5k test images", for the command's output.
+    """
+
+    name: str
+    split: str
+    images: Any
+    labels: torch.Tensor | None
+    sources: list[str] | None
+    class_names: list[str] | None
+    described: str
+
+
+def is_image_folder(name: str | Path) -> bool:
+    """Whether the data ``name`` is a folder of picture files: not a registered name, a
+    prepared dataset or a folder of downsampled-ImageNet batches."""
+    if isinstance(name, str) and canonical_name(name) in DATASETS:
+        return False
+    path = Path(name).expanduser()
+    if not path.is_dir() or is_prepared(path):
+        return False
+    return not any(downsampled_imagenet_files(path, split) for split in SPLITS)
+
+
+def load_scoring_data(
+    name: str, split: str, root: str | None, size: int | tuple[int, int] | None
+) -> ImageDataset:
+    """One split of ``name`` (as :func:`load_dataset`), or with ``split`` "all" every image:
+    an image folder's every file in its reading order (train/ then test/ when it has
+    them), named relative to it; any other data's train split then its test split (a
+    prepared dataset's read into memory, checked against the memory available first)."""
+    if split != "all":
+        return load_dataset(name, split=split, root=root, size=size)
+    if is_image_folder(name):
+        return _whole_folder(Path(name).expanduser(), size)
+    parts = [load_dataset(name, split=part, root=root, size=size) for part in SPLITS]
+    arrays = [np.asarray(part.images) for part in parts]
+    if arrays[0].shape[1:] != arrays[1].shape[1:]:
+        raise ValueError(
+            f"{name}: its train images are {list(arrays[0].shape[1:])} and its test images "
+            f"{list(arrays[1].shape[1:])}; use --size, or one --split"
+        )
+    labels = None
+    if all(part.labels is not None for part in parts):
+        labels = np.concatenate([part.labels for part in parts])
+    sources = [  # each row says which split it came from
+        f"{part.split}/{part.sources[i] if part.sources else i}"
+        for part in parts
+        for i in range(len(part))
+    ]
+    return ImageDataset(
+        np.concatenate(arrays), labels, parts[0].name, "all", parts[0].class_names, sources
+    )
+
+
+def _whole_folder(path: Path, size: int | tuple[int, int] | None) -> ImageDataset:
+    """Every picture of the image folder ``path``, in reading order (its train/ then test/
+    subfolder when it has them), resized to ``size`` when given."""
+    splits = [part for part in SPLITS if (path / part).is_dir()]
+    files: list[Path] = []
+    labels: list[np.ndarray] | None = []
+    class_names = None
+    for position, folder in enumerate([path / part for part in splits] or [path]):
+        found, found_labels, found_classes = image_folder_files(folder)
+        if position and found_classes != class_names:
+            raise ValueError(
+                f"{path}: train/ and test/ hold different class subfolders, so their labels "
+                "differ; score one --split at a time"
+            )
+        files += found
+        class_names = found_classes
+        labels = None if found_labels is None or labels is None else [*labels, found_labels]
+    images = _read_pictures(files, size)
+    return ImageDataset(
+        images,
+        np.concatenate(labels) if labels else None,
+        path.name,
+        "all",
+        class_names,
+        [str(file.relative_to(path)) for file in files],
+    )
+
+
+def _read_pictures(files: list[Path], size: int | tuple[int, int] | None) -> np.ndarray:
+    """uint8 [N, C, H, W] of picture ``files``: grey ones made RGB when any is in colour;
+    each resized as it is read when ``size`` is given, else all must share one size."""
+    if size is None:
+        return read_image_files(files)
+    pictures = [resize_images(read_image_file(file)[None], size)[0] for file in files]
+    channels = max(len(picture) for picture in pictures)
+    return np.stack([np.repeat(p, channels // len(p), axis=0) for p in pictures])
+
+
+def describe_images(name: str, split: str, count: int, available: int) -> str:
+    """Which images a command used, in words: how many (of how many), of what data and
+    which split; for an image folder, which of its files."""
+    number = f"{count} of {available}" if count < available else f"{count}"
+    images, files = ("image", "file") if available == 1 else ("images", "files")
+    if not is_image_folder(name):
+        if split == "all":
+            return f"{number} {name} {images} (its train and test splits)"
+        return f"{number} {name} {split} {images}"
+    path = Path(name).expanduser()
+    if any((path / part).is_dir() for part in SPLITS):
+        return f"{number} {files} of {path if split == 'all' else path / split}"
+    if split == "all":
+        return f"{number} {files} of {path} (every file, in reading order)"
+    every, labels, _ = image_folder_files(path)
+    of_each = " of each class" if labels is not None else ""
+    return (
+        f"{number} {files} of {path}: its {split} split of {len(every)} files (every tenth "
+        f"file{of_each} is test; --split all for every file)"
+    )
+
+
+def _eval_split(args: argparse.Namespace, model, command: str = "eval") -> ScoringData:
     """The data ``eval`` and ``score`` read: --data (default: the run's own, at the run's
-    --size), one split, the first --limit images, snapped to the model's levels. -> (name,
-    uint8 images [N, C, H, W], class labels [N] or None, source names or None)."""
+    --size), one --split (default: test; every file when ``score`` is given an image
+    folder with --data), the first --limit images, snapped to the model's levels."""
     stored: dict[str, Any] = {}
     if args.data is None or args.size is None:
         try:
@@ -465,24 +613,47 @@ def _eval_split(args: argparse.Namespace, model) -> tuple[str, torch.Tensor, Any
     size = args.size if args.size is not None else stored.get("size")
     if model.condition_spec and not model.condition_spec.num_classes:
         raise ValueError("this model needs vector or spatial conditions; evaluate it with the API")
-    dataset = load_dataset(data, split=args.split, root=data_dir, size=size)
+    split = args.split
+    if split is None:  # a folder a user names to score: every one of its files
+        split = "all" if command == "score" and args.data and is_image_folder(data) else "test"
+    dataset = load_scoring_data(data, split, data_dir, size)
     images = in_memory_or_stored(dataset.images[: args.limit])
     labels, sources = dataset.labels, dataset.sources
     if model.condition_spec and labels is None:
         raise ValueError(f"{data} has no labels, and this model is class-conditional")
     labels = torch.from_numpy(labels[: args.limit]).long() if labels is not None else None
     sources = sources[: args.limit] if sources is not None else None
-    check_model_shape(model, images, data, "use --size")
-    return data, snapped(model, images), labels, sources
+    check_model_shape(model, images, data, "use --size", SIZE_KEEPS_CHANNELS)
+    described = describe_images(data, split, len(images), len(dataset))
+    return ScoringData(
+        data, split, snapped(model, images), labels, sources, dataset.class_names, described
+    )
 
 
-def check_model_shape(model, images: torch.Tensor, name: str, remedy: str) -> None:
-    """Refuse images [N, C, H, W] that are not the model's size, saying what would do."""
-    if tuple(images.shape[1:]) != tuple(model.image_shape):
-        raise ValueError(
-            f"{name} images have shape {list(images.shape[1:])} but the model takes "
-            f"{list(model.image_shape)} ({remedy})"
+def check_model_shape(
+    model, images: torch.Tensor, name: str, remedy: str, channel_note: str | None = None
+) -> None:
+    """Refuse images [N, C, H, W] that are not the model's size, saying what would do:
+    ``remedy`` for a height and width (e.g. "use --size"); for a number of channels, which
+    no resizing changes, other images or another model (after ``channel_note``, e.g. what
+    an option cannot do)."""
+    shape, wanted = tuple(images.shape[1:]), tuple(model.image_shape)
+    if shape == wanted:
+        return
+    if len(shape) == len(wanted) == 3 and shape[0] != wanted[0]:
+        kinds = {1: "grey", 3: "RGB"}
+        fix = (
+            f"use {kinds.get(wanted[0], f'{wanted[0]}-channel')} images, or a model trained "
+            f"on {kinds.get(shape[0], f'{shape[0]}-channel')} ones"
         )
+        raise ValueError(
+            f"{name} images have {shape[0]} channel{'s' if shape[0] > 1 else ''} "
+            f"(shape {list(shape)}) but the model takes {wanted[0]} ({list(wanted)}); "
+            + (f"{channel_note}; {fix}" if channel_note else fix)
+        )
+    raise ValueError(
+        f"{name} images have shape {list(shape)} but the model takes {list(wanted)} ({remedy})"
+    )
 
 
 def _evaluate(args: argparse.Namespace, model, images, condition):
@@ -500,15 +671,15 @@ def _evaluate(args: argparse.Namespace, model, images, condition):
 
 def run_eval(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
-    data, images, labels, _ = _eval_split(args, model)
-    condition = labels if model.condition_spec else None
-    result = _evaluate(args, model, images, condition)
+    data = _eval_split(args, model)
+    condition = data.labels if model.condition_spec else None
+    result = _evaluate(args, model, data.images, condition)
     if args.json:
-        print(json.dumps({"data": data, "split": args.split, **result.as_dict()}))
+        print(json.dumps({"data": data.name, "split": data.split, **result.as_dict()}))
     else:
         print(
             f"bits/dim: {result.bits_per_dim:.4f}  nats/image: {result.nats_per_image:.2f}  "
-            f"({result.count} {data} {args.split} images, {model.levels} levels"
+            f"({data.described}, {model.levels} levels"
             + (f", {result.precision})" if result.precision != "fp32" else ")")
         )
 
@@ -519,14 +690,15 @@ def run_score(args: argparse.Namespace) -> None:
     out = check_score_path(args.out)
     check_output(out, "scores", args.overwrite, earlier=is_score_file)
     model = load_run_model(args.run)
-    data, images, labels, sources = _eval_split(args, model)
+    data = _eval_split(args, model, command="score")
+    images, labels = data.images, data.labels
     condition = labels if model.condition_spec else None
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
     if heatmaps is not None and heatmaps.exists() and not heatmaps.is_dir():
         raise ValueError(f"--heatmaps {heatmaps} exists and is not a directory")
     result = _evaluate(args, model, images, condition)
-    rows = score_rows(result, math.prod(model.image_shape), sources, labels)
-    print(f"scores: {write_rows(rows, out)} ({len(rows)} {data} {args.split} images)")
+    rows = score_rows(result, math.prod(model.image_shape), data.sources, labels)
+    print(f"scores: {write_rows(rows, out)} ({data.described})")
     if heatmaps is not None:
         chosen = most_surprising(result.nats, args.top)
         targets = [heatmaps / f"heatmap_{index:06d}.png" for index in chosen]
@@ -539,7 +711,10 @@ def run_score(args: argparse.Namespace) -> None:
             image = as_tensor(images[index : index + 1])
             with torch.no_grad():
                 nll = model.nll_map(image, cond)[0].cpu()
-            title = f"{rows[index]['source']}: {rows[index]['bits_per_dim']:.3f} bits/dim"
+            row = rows[index]
+            title = heatmap_title(
+                index, row["bits_per_dim"], row.get("label"), data.class_names, row["source"]
+            )
             save_png(heatmap_picture(image[0], nll.float(), title), target, HEATMAP_KIND)
         order = most_surprising(result.nats, None)
         k = min(args.top or 8, len(order))
@@ -548,14 +723,30 @@ def run_score(args: argparse.Namespace) -> None:
         print(f"heatmaps: {len(chosen)} in {heatmaps}, and {grid} (top row: least likely)")
 
 
-def _ood_images(model, name: str, data_dir: str | None, args: argparse.Namespace) -> torch.Tensor:
-    """One set of ``ood``: uint8 images of the model's shape, snapped to its levels."""
-    dataset = load_dataset(name, split=args.split, root=data_dir, size=args.size)
-    images = as_tensor(dataset.images[: args.limit])  # each set is scored many ways: in memory
+def _ood_images(
+    model, name: str, data_dir: str | None, args: argparse.Namespace
+) -> tuple[torch.Tensor, str]:
+    """One set of ``ood``: uint8 images of the model's shape, snapped to its levels, and
+    in words which they are. --limit N takes N at random (seeded by --seed), never the
+    first N: a split sorted by class (mnist5k's test split) would give one or two
+    classes."""
+    split = args.split or "test"
+    dataset = load_scoring_data(name, split, data_dir, args.size)
+    available = len(dataset)
+    chosen = None
+    if args.limit is not None and args.limit < available:
+        pick = np.random.default_rng(args.seed).choice(available, args.limit, replace=False)
+        chosen = np.sort(pick)  # in the data's order
+    # each set is scored many ways: in memory
+    images = as_tensor(dataset.images if chosen is None else dataset.images[chosen])
     if args.rgb and images.shape[1] == 1 and model.image_shape[0] == 3:
         images = images.repeat(1, 3, 1, 1)
-    check_model_shape(model, images, name, "use --size, and --rgb for grey images")
-    return model.quantize(images)
+    note = "--rgb repeats grey images into RGB" if images.shape[1] == 1 else SIZE_KEEPS_CHANNELS
+    check_model_shape(model, images, name, "use --size, and --rgb for grey images", note)
+    described = describe_images(name, split, len(images), available)
+    if chosen is not None:
+        described += f", chosen at random (--seed {args.seed})"
+    return model.quantize(images), described
 
 
 def run_prepare(args: argparse.Namespace) -> None:
@@ -583,17 +774,19 @@ def run_ood(args: argparse.Namespace) -> None:
     if model.condition_spec or model.encoding.kind != "image":
         raise ValueError("ood works on unconditional image models")
     methods = list(OOD_METHODS) if args.method == "all" else [args.method]
+    skipped = {}
     if args.background is None and "ratio" in methods:
         if args.method == "ratio":
             raise ValueError("the ratio method needs a background model: --background RUN")
-        methods.remove("ratio")  # all: what can be computed without one
+        methods.remove("ratio")  # all: what can be computed without one, and said so
+        skipped["ratio"] = "needs a background model: --background RUN (trained with --perturb)"
     background = load_run_model(args.background) if args.background else None
     if background is not None and background.config.image_shape != model.config.image_shape:
         raise ValueError("the --background model takes images of another shape")
     if background is not None and background.levels != model.levels:
         raise ValueError("the --background model has another number of levels")
-    inside = _ood_images(model, args.in_data, args.in_data_dir, args)
-    outside = _ood_images(model, args.ood_data, args.ood_data_dir, args)
+    inside, in_described = _ood_images(model, args.in_data, args.in_data_dir, args)
+    outside, ood_described = _ood_images(model, args.ood_data, args.ood_data_dir, args)
 
     def scored(images: torch.Tensor) -> ScoredSet:  # each model scores each set once
         def nats(of):
@@ -604,12 +797,19 @@ def run_ood(args: argparse.Namespace) -> None:
     results = evaluate_methods(methods, scored(inside), scored(outside), args.compressor)
     counts = {"in_images": len(inside), "ood_images": len(outside)}
     if args.json:
-        print(json.dumps({"in": args.in_data, "ood": args.ood_data, **counts, **results}))
+        sets = {"in_set": in_described, "ood_set": ood_described, "split": args.split or "test"}
+        extra = {"skipped": skipped} if skipped else {}
+        print(json.dumps({"in": args.in_data, "ood": args.ood_data, **counts, **sets, **results,
+                          **extra}))  # fmt: skip
+        for method, reason in skipped.items():
+            print(f"pixelcnn: note: {method} skipped: it {reason}", file=sys.stderr)
         return
-    print(f"{args.in_data} (in, {counts['in_images']}) vs {args.ood_data} (ood, "
-          f"{counts['ood_images']}):")  # fmt: skip
+    print(f"in:  {in_described}")
+    print(f"ood: {ood_described}")
     for method, metrics in results.items():
         print(
             f"  {method:<10}  AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f}  "
             f"FPR@95%TPR {metrics['fpr_at_95_tpr']:.4f}"
         )
+    for method, reason in skipped.items():
+        print(f"  {method:<10}  skipped: it {reason}")

@@ -21,6 +21,14 @@ from pixelcnn.train.precision import PRECISIONS
 EXIT_USAGE = 2
 
 
+# What --split may be for the commands that score (train and test are the data's own)
+SCORING_SPLITS = ("train", "test", "all")
+SPLIT_HELP = (
+    "train, test, or all: every image (an image folder's every file in reading order; other "
+    "data's train then test split)"
+)
+
+
 class _OneLineErrorParser(argparse.ArgumentParser):
     """Usage errors as one line and exit status 2, like every other error of the command."""
 
@@ -28,25 +36,82 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _has_default_to_show(action: argparse.Action) -> bool:
+    """Whether --help should say ``action``'s default: an option taking a value whose
+    default is one (not None, where the help says what happens then; not a flag's)."""
+    default = action.default
+    return (
+        bool(action.option_strings)
+        and action.nargs != 0  # flags: store_true, store_false, --help, --version
+        and default is not None
+        and default is not argparse.SUPPRESS
+        and default != []
+    )
+
+
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option's line with its default where it has one (see
+    :func:`_has_default_to_show`), unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not _has_default_to_show(action) or "default" in text.lower():
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _CommandParser(_OneLineErrorParser):
+    """A sub-command's parser: one-line usage errors, and every default in its --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give options without help text one, so --help shows their default too (argparse
+    prints nothing for an option without help)."""
+    for action in parser._actions:
+        if action.help is None and _has_default_to_show(action):
+            action.help = "default: %(default)s"
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _show_defaults(sub)
+
+
+def package_version() -> str:
+    """The installed pixelcnn's version (its distribution metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pixelcnn")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(
         prog="pixelcnn",
         description="Train, sample and evaluate PixelCNN-family image models (exact likelihoods).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
     for add in (
         _add_train, _add_sample, _add_complete, _add_eval, _add_score, _add_ood, _add_prepare,
     ):  # fmt: skip
         add(commands)
     receptive_field_command.add_parser(commands)
     coding_command.add_parsers(commands)
+    _show_defaults(parser)
     return parser
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
     """``pixelcnn train``: the run directory, data, network, likelihood and options."""
     train = commands.add_parser("train", help="train a model into a run directory")
-    train.add_argument("--model", default="gated", choices=sorted(NETWORKS))
+    train.add_argument("--model", default="gated", choices=sorted(NETWORKS), help="the network")
     train.add_argument(
         "--conditional", action="store_true", help="condition on the dataset's class labels"
     )
@@ -74,9 +139,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--steps", type=count(1), default=None, help="optimizer steps (default 1500)"
     )
-    train.add_argument("--batch-size", type=count(1), default=32)
+    train.add_argument("--batch-size", type=count(1), default=32, help="images per step")
     train.add_argument("--lr", type=number(0), default=1e-3, help="Adam learning rate")
-    train.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
+    train.add_argument(
+        "--lr-schedule", default="cosine", choices=["cosine", "constant"], help="learning rate"
+    )
     train.add_argument(
         "--grad-clip", type=number(0), default=1.0, help="max gradient norm (0: off)"
     )
@@ -129,13 +196,17 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="initialise weight-normalized layers on N training images; default 256 for "
         "pixelcnnpp, 0 (off) for the others",
     )
-    train.add_argument("--seed", type=count(0), default=0)
+    train.add_argument("--seed", type=count(0), default=0, help="initial weights and data order")
     train.add_argument("--eval-every", type=count(0), default=500, help="steps between test evals")
     train.add_argument(
         "--eval-images", type=count(0), default=500, help="test images per eval (0: all)"
     )
-    train.add_argument("--checkpoint-every", type=count(0), default=500)
-    train.add_argument("--keep-checkpoints", type=count(0), default=3)
+    train.add_argument(
+        "--checkpoint-every", type=count(0), default=500, help="steps between checkpoints"
+    )
+    train.add_argument(
+        "--keep-checkpoints", type=count(0), default=3, help="the newest checkpoints kept"
+    )
     train.add_argument("--samples", type=count(0), default=16, help="images to sample at the end")
     train.add_argument("--out", type=path, default="runs/pixelcnn", help="run directory")
     again = train.add_mutually_exclusive_group()
@@ -155,15 +226,24 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
     sample.add_argument(
         "--per-class", type=count(1), default=None, metavar="N", help="a grid row of N per class"
     )
-    sample.add_argument("--temperature", type=number(0), default=1.0)
-    sample.add_argument("--seed", type=count(0), default=0)
-    sample.add_argument("--columns", type=count(1), default=None)
+    sample.add_argument(
+        "--temperature", type=number(0), default=1.0, help="divides the logits (0: most likely)"
+    )
+    sample.add_argument("--seed", type=count(0), default=0, help="of the random draws")
+    sample.add_argument(
+        "--columns", type=count(1), default=None, help="grid columns (default: a square grid)"
+    )
     sample.add_argument(
         "--method", default="cached", choices=SAMPLING_METHODS, help="cached (fast) or naive"
     )
-    sample.add_argument("--out", type=path, default=None, help="PNG path (default RUN/samples.png)")
+    sample.add_argument(
+        "--out",
+        type=path,
+        default=None,
+        help="PNG path (default RUN/sampled.png: never the samples.png a training drew)",
+    )
     sample.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    sample.add_argument("--quiet", action="store_true")
+    sample.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_complete(commands: argparse._SubParsersAction) -> None:
@@ -187,8 +267,10 @@ def _add_complete(commands: argparse._SubParsersAction) -> None:
         help="keep the top R rows, draw the rest",
     )
     complete.add_argument("--n", type=count(1), default=8, help="number of completions")
-    complete.add_argument("--seed", type=count(0), default=0)
-    complete.add_argument("--temperature", type=number(0), default=1.0)
+    complete.add_argument("--seed", type=count(0), default=0, help="of the random draws")
+    complete.add_argument(
+        "--temperature", type=number(0), default=1.0, help="divides the logits (0: most likely)"
+    )
     complete.add_argument(
         "--class",
         dest="class_label",
@@ -207,7 +289,7 @@ def _add_complete(commands: argparse._SubParsersAction) -> None:
         "--out", type=path, default=None, help="PNG path (default RUN/completions.png)"
     )
     complete.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    complete.add_argument("--quiet", action="store_true")
+    complete.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_eval(commands: argparse._SubParsersAction) -> None:
@@ -215,18 +297,29 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="exact bits/dim and nats/image on a dataset")
     _add_scoring_data(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_scoring_data(parser: argparse.ArgumentParser) -> None:
     """The run and the data that ``eval`` and ``score`` read (by default the run's own)."""
     parser.add_argument("run", type=path, help="run directory (or saved model directory)")
     parser.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
-    parser.add_argument("--data-dir", type=path, default=None)
-    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument(
+        "--data-dir", type=path, default=None, help="where a named dataset's files are"
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        choices=SCORING_SPLITS,
+        help=f"{SPLIT_HELP}; default: test, and all for score --data naming an image folder",
+    )
     parser.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
-    parser.add_argument("--limit", type=count(1), default=None, help="score the first N images")
-    parser.add_argument("--batch-size", type=count(1), default=256)
+    parser.add_argument(
+        "--limit", type=count(1), default=None, metavar="N", help="only the first N images"
+    )
+    parser.add_argument(
+        "--batch-size", type=count(1), default=256, help="images per pass (memory only)"
+    )
     _add_workers(parser)
     _add_precision(parser)
 
@@ -282,7 +375,7 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
         "--top", type=count(1), default=None, metavar="K", help="heatmaps of the K least likely"
     )
     score.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    score.add_argument("--quiet", action="store_true")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_ood(commands: argparse._SubParsersAction) -> None:
@@ -293,22 +386,39 @@ def _add_ood(commands: argparse._SubParsersAction) -> None:
     ood.add_argument("run", type=path, help="run directory (or saved model directory)")
     ood.add_argument("--in-data", type=path, required=True, help="the in-distribution set")
     ood.add_argument("--ood-data", type=path, required=True, help="the out-of-distribution set")
-    ood.add_argument("--in-data-dir", type=path, default=None)
-    ood.add_argument("--ood-data-dir", type=path, default=None)
-    ood.add_argument("--split", default="test", choices=["train", "test"])
-    ood.add_argument("--limit", type=count(1), default=None, help="the first N images of each")
+    ood.add_argument("--in-data-dir", type=path, default=None, help="where --in-data's files are")
+    ood.add_argument("--ood-data-dir", type=path, default=None, help="where --ood-data's files are")
+    ood.add_argument(
+        "--split", default=None, choices=SCORING_SPLITS, help=f"{SPLIT_HELP}; default: test"
+    )
+    ood.add_argument(
+        "--limit",
+        type=count(1),
+        default=None,
+        metavar="N",
+        help="N images of each set, chosen at random (seeded by --seed; never the first N, "
+        "which a split sorted by class would make one or two classes)",
+    )
+    ood.add_argument("--seed", type=count(0), default=0, help="of the --limit choice")
     ood.add_argument("--size", action=ImageSize, default=None, metavar="SIZE", help=RESIZE_HELP)
     ood.add_argument("--rgb", action="store_true", help="repeat grey images into RGB")
-    ood.add_argument("--method", default="all", choices=[*OOD_METHODS, "all"], help="default: all")
+    ood.add_argument(
+        "--method",
+        default="all",
+        choices=[*OOD_METHODS, "all"],
+        help="all: every method it can (ratio needs --background)",
+    )
     ood.add_argument(
         "--background", type=path, default=None, metavar="RUN", help="for ratio: a run trained "
         "with --perturb"
     )  # fmt: skip
     ood.add_argument("--compressor", default="png", choices=COMPRESSORS, help="for complexity")
-    ood.add_argument("--batch-size", type=count(1), default=256)
+    ood.add_argument(
+        "--batch-size", type=count(1), default=256, help="images per pass (memory only)"
+    )
     _add_precision(ood)
     ood.add_argument("--json", action="store_true", help="print one JSON object")
-    ood.add_argument("--quiet", action="store_true")
+    ood.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:

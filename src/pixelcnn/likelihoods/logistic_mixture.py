@@ -161,7 +161,10 @@ class DiscretizedLogisticMixture:
         if temperature == 0:
             component = logits.argmax(dim=1)
         else:
-            flat = torch.softmax(logits / temperature, dim=1).permute(0, 2, 3, 1).reshape(-1, k)
+            if temperature != 1:  # as in Categorical.sample: never inf - inf (NaN)
+                shifted = logits - logits.amax(dim=1, keepdim=True)
+                logits = shifted.double() / temperature
+            flat = torch.softmax(logits, dim=1).permute(0, 2, 3, 1).reshape(-1, k)
             component = draw_index(flat, generator).reshape(b, h, w)
         pick = component[:, None, None].expand(b, self.channels, 1, h, w)
         means = means.gather(2, pick)[:, :, 0]  # [B, C, H, W]

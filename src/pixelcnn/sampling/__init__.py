@@ -3,12 +3,15 @@ the naive reference and the cached (incremental) sampler, and completion's prefi
 
 from pixelcnn.sampling.cached import sample_cached
 from pixelcnn.sampling.completion import known_prefix
+from pixelcnn.sampling.finite import NonFiniteParametersError, check_finite_parameters
 from pixelcnn.sampling.generate import SAMPLING_METHODS, Source, generate
 from pixelcnn.sampling.naive import sample_naive
 
 __all__ = [
+    "NonFiniteParametersError",
     "SAMPLING_METHODS",
     "Source",
+    "check_finite_parameters",
     "generate",
     "known_prefix",
     "sample_cached",

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pixelcnn.nn.stepping import GenerationSteps
+from pixelcnn.sampling.finite import check_finite_parameters
 
 
 @torch.no_grad()
@@ -56,6 +57,8 @@ def sample_cached(
                     passes = range(max(start - first, 0), channels)
                 for channel in passes:
                     params = steps.pixel(i, j, encode(pixel))
+                    if channel is not None or score:  # parameters a draw or a score uses
+                        check_finite_parameters(params, i, j)
                     if channel is not None:
                         drawn = likelihood.sample(params, temperature, generator)
                         if joint:

@@ -17,6 +17,7 @@ import torch
 from pixelcnn.likelihoods.base import Likelihood
 from pixelcnn.nn.stepping import GenerationSteps
 from pixelcnn.sampling.cached import sample_cached
+from pixelcnn.sampling.finite import check_finite_parameters
 from pixelcnn.sampling.naive import sample_naive
 from pixelcnn.values import as_float
 
@@ -54,7 +55,9 @@ def generate(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Draw the sub-pixels of ``levels`` [B, C, H, W] (int64) from raster index ``start``
     on (the earlier ones are kept). -> (levels, log p(x_i | x_<i) in nats [B, C, H, W] with
-    ``score``, else None). Both methods give the same levels for the same ``generator``."""
+    ``score``, else None). Both methods give the same levels for the same ``generator``.
+    Raises :class:`NonFiniteParametersError` (a ValueError) where the network gives NaN or
+    infinite parameters to draw from, before any image is returned."""
     if method not in SAMPLING_METHODS:
         raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
     temperature = as_float(temperature, "temperature", minimum=0)
@@ -85,4 +88,6 @@ def generate(
     )
     if not score:
         return levels, None
-    return levels, source.likelihood.log_prob(source.parameters_of(levels), levels)
+    params = source.parameters_of(levels)
+    check_finite_parameters(params)  # the known part's too: its scores are returned
+    return levels, source.likelihood.log_prob(params, levels)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from pixelcnn.sampling.finite import check_finite_parameters
+
 
 @torch.no_grad()
 def sample_naive(
@@ -28,7 +30,8 @@ def sample_naive(
     ``parameters_of`` maps the levels of the top rows [B, C, h, W] to the likelihood's
     parameters [B, P, h, W] (the network, with any condition bound). Sub-pixels before
     ``start`` (raster position, then channel) are kept as given, which is what completion
-    needs. Returns a new tensor.
+    needs. Returns a new tensor. Parameters that are not finite are refused
+    (:class:`~pixelcnn.sampling.finite.NonFiniteParametersError`, a ValueError).
     """
     levels = levels.clone()
     _, channels, height, width = levels.shape
@@ -44,6 +47,7 @@ def sample_naive(
             rows = min(height, -(-(row + 1) // row_multiple) * row_multiple)
         params = parameters_of(levels[:, :, :rows])
         pixel_params = params[:, :, row : row + 1, col : col + 1]
+        check_finite_parameters(pixel_params, row, col)
         drawn = likelihood.sample(pixel_params, temperature, generator)[:, :, 0, 0]
         if likelihood.joint_channels:
             levels[:, :, row, col] = drawn

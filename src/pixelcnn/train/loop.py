@@ -131,7 +131,8 @@ def train(
                         scores = evaluate(trainer.eval_model, eval_set, condition=eval_condition)
                         result.test_bpd = scores.bits_per_dim
                     test_bpd = result.test_bpd if evaluate_now else None
-                    recorder.record(step, trainer.learning_rate, train_bpd, test_bpd)
+                    count = len(eval_set) if evaluate_now else None
+                    recorder.record(step, trainer.learning_rate, train_bpd, test_bpd, count)
                     if evaluate_now:
                         recorder.samples(trainer.eval_model, step, options.seed)
                 recorder.new_window()

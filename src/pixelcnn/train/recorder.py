@@ -75,9 +75,16 @@ class Recorder:
         return sum(self.window) / len(self.window) if self.window else None
 
     def record(
-        self, step: int, lr: float, train_bpd: float | None, test_bpd: float | None
+        self,
+        step: int,
+        lr: float,
+        train_bpd: float | None,
+        test_bpd: float | None,
+        test_images: int | None = None,
     ) -> dict[str, Any]:
-        """Write one metrics record (and its TensorBoard scalars); start a new window."""
+        """Write one metrics record (and its TensorBoard scalars); start a new window.
+        ``test_images``: how many test images ``test_bpd`` is the mean of (said with it,
+        since a run's periodic evaluation may use fewer than its final one)."""
         elapsed = time.perf_counter() - self.started
         record: dict[str, Any] = {
             "step": step,
@@ -90,9 +97,13 @@ class Recorder:
             record["skipped_steps"] = self.skipped
         if test_bpd is not None:
             record["test_bpd"] = test_bpd
+            on = ""
+            if test_images is not None:
+                record["test_images"] = test_images
+                on = f" ({test_images} test images)"
             self.bar.write(
                 f"step {step}: train {train_bpd or math.nan:.4f} bits/dim, "
-                f"test {test_bpd:.4f} bits/dim"
+                f"test {test_bpd:.4f} bits/dim{on}"
             )
         append_metrics(self.metrics_path, record)
         if self.board is not None:
