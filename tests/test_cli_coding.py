@@ -140,7 +140,7 @@ BAD_COMPRESS = [
         lambda t: [_palette_with_transparency(t), "--out", str(t / "o.pxc")],
         "transparent",
     ),
-    ("16-bit", lambda t: [_sixteen_bit(t), "--out", str(t / "o.pxc")], "8-bit grey or RGB"),
+    ("16-bit", lambda t: [_sixteen_bit(t), "--out", str(t / "o.pxc")], "16-bit samples"),
     ("wrong size", lambda t: [_big(t), "--out", str(t / "o.pxc")], "cannot resize"),
     ("missing file", lambda t: [str(t / "no.png"), "--out", str(t / "o.pxc")], "does not exist"),
     ("empty folder", lambda t: [_empty_dir(t), "--out", str(t / "o.pxc")], "no image"),

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from pixelcnn.files import atomic_write
+from pixelcnn.files import atomic_write, open_regular
 
 
 def image_grid(
@@ -70,16 +70,27 @@ def png_tag(kind: str) -> PngInfo:
     return info
 
 
-def save_png(picture: Image.Image, path: str | os.PathLike, kind: str) -> None:
-    """Write ``picture`` atomically (never half a PNG), tagged with its ``kind``."""
-    atomic_write(Path(path), lambda temp: picture.save(temp, format="PNG", pnginfo=png_tag(kind)))
+def save_png(
+    picture: Image.Image,
+    path: str | os.PathLike,
+    kind: str,
+    inside: str | os.PathLike | None = None,
+) -> None:
+    """Write ``picture`` atomically (never half a PNG), tagged with its ``kind``.
+    ``inside``: the folder the user named that ``path`` lies in; the folders between are
+    made if missing and never followed through a symbolic link (see ``atomic_write``)."""
+    atomic_write(
+        Path(path),
+        lambda temp: picture.save(temp, format="PNG", pnginfo=png_tag(kind)),
+        inside=inside,
+    )
 
 
 def png_kind(path: str | os.PathLike) -> str | None:
     """The kind of pixelcnn picture at ``path`` ("samples", ...), or None for any other
     file: an unreadable one, a user's picture, a PNG from another program."""
     try:
-        with Image.open(path) as picture:
+        with open_regular(path) as stream, Image.open(stream) as picture:
             text = getattr(picture, "text", {}) if picture.format == "PNG" else {}
             return text.get(PNG_KIND_KEY)
     except (OSError, ValueError, Image.DecompressionBombError):

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pixelcnn.cli.arguments import OVERWRITE_HELP, count, path
+from pixelcnn.files import NotWritableError
 
 DECOMPRESSED_KIND = "decompressed"
 
@@ -74,6 +75,7 @@ def read_inputs(inputs: list[str], split: str) -> Inputs:
     """Image files; or one image folder (names relative to it); or an .npz / dataset."""
     from pixelcnn.data import load_dataset
     from pixelcnn.data.readers import IMAGE_SUFFIXES, image_folder_files, read_image_files
+    from pixelcnn.files import check_regular
 
     first = Path(inputs[0])
     if len(inputs) == 1 and first.is_dir():
@@ -83,8 +85,9 @@ def read_inputs(inputs: list[str], split: str) -> Inputs:
     if all(Path(i).suffix.lower() in IMAGE_SUFFIXES for i in inputs):
         files = [Path(i) for i in inputs]
         for file in files:
-            if not file.is_file():
+            if not file.exists():
                 raise FileNotFoundError(f"image file {file} does not exist")
+            check_regular(file)  # a FIFO or a device: refused, never read
         names = [f.name for f in files]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -125,14 +128,16 @@ def check_images_fit(model, images: np.ndarray) -> None:
 
 def run_compress(args: argparse.Namespace) -> None:
     from pixelcnn.cli.commands import load_run_model
-    from pixelcnn.cli.outputs import check_output
+    from pixelcnn.cli.outputs import check_output, existing_folder
     from pixelcnn.coding import DEFAULT_BATCH, compress
     from pixelcnn.coding.container import is_compressed_file
     from pixelcnn.files import atomic_write
 
+    # before any work: the output may not be an input, nor anything it must not replace
     out = check_output(
         args.out, "compressed", args.overwrite, inputs=args.inputs, earlier=is_compressed_file
     )
+    folder = existing_folder(out)  # missing folders below it are made when writing
     model = load_run_model(args.run)
     read = read_inputs(args.inputs, args.split)
     images = np.asarray(read.images[: args.limit])  # a prepared set: read from disk
@@ -151,7 +156,7 @@ def run_compress(args: argparse.Namespace) -> None:
         args.batch_size or DEFAULT_BATCH,
         progress=not args.quiet,
     )
-    atomic_write(out, lambda temp: Path(temp).write_bytes(blob))
+    atomic_write(out, lambda temp: Path(temp).write_bytes(blob), inside=folder)
     bits = 8 * len(blob) / images.size
     print(f"compressed: {out} ({len(images)} images, {len(blob)} bytes, {bits:.4f} bits/dim)")
 
@@ -166,26 +171,62 @@ def safe_name(name: str) -> PurePosixPath:
 
 
 def png_targets(out: Path, names: list[str] | None, indices: list[int]) -> list[Path]:
-    """Where each decoded image goes: its stored name as a PNG, or image_NNNNNN.png."""
+    """Where each decoded image goes: its stored name as a PNG, or image_NNNNNN.png.
+    Refused: two images at one path, and a path whose folders inside ``out`` include a
+    symbolic link or a file (a write there would land outside ``out``, or fail late)."""
     targets = [out / (safe_name(names[i]) if names else f"image_{i:06d}.png") for i in indices]
     taken: dict[Path, int] = {}
+    checked: set[Path] = set()
     for index, target in zip(indices, targets, strict=True):
         if taken.setdefault(target, index) != index:
             raise ValueError(f"images {taken[target]} and {index} would both be {target}")
+        folder = out
+        for part in target.relative_to(out).parts[:-1]:
+            folder = folder / part
+            if folder in checked:
+                continue
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                raise NotWritableError(
+                    f"cannot write {target}: {folder} is a symbolic link or not a folder; "
+                    "nothing is written through it (choose another --out)"
+                )
+            checked.add(folder)
+    clash = next((target for target in targets if target in checked), None)
+    if clash is not None:  # "a.png" and "a.png/b.png": found now, not half-way through
+        raise ValueError(f"the file names {clash} both as an image and as a folder of images")
     return targets
+
+
+NPZ_MARK = b"pixelcnn decompressed"  # the zip comment of the npz decompress writes
+
+
+def is_decompressed_npz(path: Path) -> bool:
+    """Whether ``path`` is an npz that decompress wrote (its zip comment says so)."""
+    import zipfile
+
+    from pixelcnn.files import open_regular
+
+    try:
+        with open_regular(path) as stream, zipfile.ZipFile(stream) as archive:
+            return archive.comment == NPZ_MARK
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
 
 
 def run_decompress(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from pixelcnn.cli.commands import load_run_model
-    from pixelcnn.cli.outputs import check_output
+    from pixelcnn.cli.outputs import check_output, existing_folder
     from pixelcnn.coding import decompress, unpack
+    from pixelcnn.coding.container import check_decoded_memory, read_file
     from pixelcnn.files import atomic_write
     from pixelcnn.pictures import save_png
 
-    data = Path(args.file).read_bytes()
+    data = read_file(args.file)  # a FIFO, a device or a foreign file: refused unread
     header, _ = unpack(data, str(args.file))  # a foreign or damaged file: before the model
+    wanted = header.count if args.index is None else len(args.index)
+    check_decoded_memory(header, wanted, str(args.file))  # before a list of its indices
     indices = list(range(header.count)) if args.index is None else list(args.index)
     outside = [i for i in indices if i >= header.count]
     if outside:
@@ -193,7 +234,10 @@ def run_decompress(args: argparse.Namespace) -> None:
     out = Path(args.out)
     to_npz = out.suffix.lower() == ".npz"
     if to_npz:
-        check_output(out, DECOMPRESSED_KIND, args.overwrite, inputs=[args.file])
+        check_output(
+            out, DECOMPRESSED_KIND, args.overwrite, inputs=[args.file], earlier=is_decompressed_npz
+        )
+        folder = existing_folder(out)
         targets = []
     else:
         if out.exists() and not out.is_dir():
@@ -210,17 +254,22 @@ def run_decompress(args: argparse.Namespace) -> None:
         arrays = {f"x_{split}": images.numpy()}
         if header.labels is not None:
             arrays[f"y_{split}"] = np.asarray([header.labels[i] for i in indices], np.int64)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, lambda temp: _save_npz(temp, arrays))
+        atomic_write(out, lambda temp: _save_npz(temp, arrays), inside=folder)
         print(f"decompressed: {len(images)} images into {out} ({', '.join(arrays)})")
         return
+    out.mkdir(parents=True, exist_ok=True)  # the folder the user named; below it, no links
     for image, target in zip(images.numpy(), targets, strict=True):
-        target.parent.mkdir(parents=True, exist_ok=True)
         picture = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
-        save_png(Image.fromarray(np.ascontiguousarray(picture)), target, DECOMPRESSED_KIND)
+        save_png(
+            Image.fromarray(np.ascontiguousarray(picture)), target, DECOMPRESSED_KIND, inside=out
+        )
     print(f"decompressed: {len(images)} PNG files into {out}")
 
 
 def _save_npz(temp: str, arrays: dict[str, np.ndarray]) -> None:
+    import zipfile
+
     with open(temp, "wb") as stream:  # a file object: numpy would append .npz to a name
         np.savez(stream, **arrays)
+    with zipfile.ZipFile(temp, "a") as archive:  # invisible to np.load; marks our output
+        archive.comment = NPZ_MARK

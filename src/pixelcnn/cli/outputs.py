@@ -23,9 +23,9 @@ def check_output(
 
     A new file is fine, and so is an earlier output of the same ``kind`` (its PNG tag says
     so, or ``earlier(path)`` for files that are not pictures). Never replaced: anything but
-    a regular file (a device node, a pipe, a symbolic link), one of ``inputs``, and any
-    other file in a run or model directory. Other existing files are replaced only with
-    ``overwrite``.
+    a regular file (a device node, a pipe, a symbolic link), one of ``inputs`` or any file
+    inside an input that is a folder, and any other file in a run or model directory.
+    Other existing files are replaced only with ``overwrite``.
     """
     path = Path(path)
     check_writable(path)
@@ -36,7 +36,16 @@ def check_output(
             f"{path} exists and is not a regular file; it is never replaced (choose another --out)"
         )
     for source in inputs:
-        if os.path.exists(source) and os.path.samefile(path, source):
+        if not os.path.exists(source):
+            continue  # a dataset's name
+        if os.path.isdir(source):
+            # every file of an input folder is an input, whatever its name or the flags
+            if path.resolve().is_relative_to(Path(source).resolve()):
+                raise NotWritableError(
+                    f"--out {path} is a file inside the input folder {source}; "
+                    "it is never replaced (choose another --out)"
+                )
+        elif os.path.samefile(path, source):
             raise NotWritableError(f"--out {path} is the input {source}; it is never replaced")
     if earlier(path) if earlier is not None else png_kind(path) == kind:
         return path  # an earlier output of this command: replacing it is the point
@@ -50,3 +59,13 @@ def check_output(
             f"{path} exists and is not an earlier {kind} output; pass --overwrite to replace it"
         )
     return path
+
+
+def existing_folder(path: str | os.PathLike) -> Path:
+    """The nearest folder above ``path`` that exists: where a write to ``path`` starts,
+    making the folders below it (without following links; see ``atomic_write``'s
+    ``inside``) only when the output is ready."""
+    folder = Path(path).parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return folder

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
@@ -27,7 +28,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pixelcnn.coding.container import Header, checksum, pack, unpack
+from pixelcnn.coding.container import (
+    CompressedFormatError,
+    Header,
+    check_decoded_memory,
+    checksum,
+    pack,
+    unpack,
+)
 from pixelcnn.coding.walk import walk
 from pixelcnn.values import as_int
 
@@ -122,6 +130,7 @@ def compress(
     if count == 0:
         raise ValueError("no images to compress")
     labels = _class_labels(model, condition, labels, count)
+    batch = min(batch, count)  # a batch beyond the images would only code padding
     if names is not None:
         names = [str(name) for name in names]
         if len(names) != count:
@@ -188,6 +197,7 @@ def decompress(
     header, streams = unpack(data, source)
     check_decodable(model, header, source)
     wanted = range(header.count) if indices is None else [int(i) for i in indices]
+    check_fits(model, header, streams, len(wanted), source)
     for index in wanted:
         if not 0 <= index < header.count:
             raise ValueError(f"image index {index} is not in 0..{header.count - 1}")
@@ -203,6 +213,61 @@ def decompress(
     return model.encoding.from_levels(levels.to(model.device)).cpu()
 
 
+# With constriction's Categorical(perfect=False) every one of L levels keeps a frequency of at
+# least 1 out of 2^24, so no symbol is more likely than 1 - (L - 1) / 2^24: each costs at least
+# -log2 of that (measured: a long run of certain symbols costs 1.3 to 9 times this bound). A
+# stream of w 32-bit words cannot hold more than (32 w + _STREAM_SLACK_BITS) / that symbols;
+# the slack covers the coder's 64-bit state flushed at the end, with a word to spare.
+_PRECISION_BITS = 24
+_STREAM_SLACK_BITS = 96
+
+
+def min_bits_per_symbol(levels: int) -> float:
+    """The fewest bits the range coder can spend on one symbol of ``levels`` levels."""
+    return -math.log1p(-(levels - 1) / 2**_PRECISION_BITS) / math.log(2)
+
+
+def check_fits(model, header: Header, streams: Sequence[bytes], wanted: int, source: str) -> None:
+    """Refuse, before anything is allocated, what a file declares and cannot hold: images
+    of another shape than the model's, labels the model has no class for, groups holding
+    more symbols than their streams can carry, and decoded output larger than free memory
+    (``wanted``: how many images are to be decoded)."""
+    shape = list(model.image_shape)
+    if header.image_shape != shape:
+        raise CompressedFormatError(
+            f"{source} declares images of shape {header.image_shape}, but the model's are "
+            f"{shape}; it is corrupt or was not made with this model"
+        )
+    spec = model.condition_spec
+    if spec and spec.num_classes:
+        if header.labels is None:
+            raise CompressedFormatError(
+                f"{source} stores no class labels, which this class-conditional model needs"
+            )
+        beyond = [label for label in header.labels if label >= spec.num_classes]
+        if beyond:
+            raise CompressedFormatError(
+                f"{source} stores the class label {beyond[0]}, but the model has "
+                f"{spec.num_classes} classes (0..{spec.num_classes - 1}); it is corrupt"
+            )
+    per_image = math.prod(shape)
+    least = min_bits_per_symbol(model.levels)
+    for group, stream in enumerate(streams):
+        members = header.group_of(group * header.batch)[1]
+        symbols = (members.stop - members.start) * per_image
+        if symbols * least > 32 * (len(stream) // 4) + _STREAM_SLACK_BITS:
+            raise CompressedFormatError(
+                f"{source} declares {symbols} sub-pixels in images {members.start}.."
+                f"{members.stop - 1}, more than their {len(stream)}-byte stream can hold; "
+                "it is corrupt"
+            )
+    check_decoded_memory(header, wanted, source)
+
+
+class _CoderError(Exception):
+    """The range decoder refused its stream: what a decoder fed other probabilities does."""
+
+
 def _decode_group(model, header: Header, stream: bytes, group: int, progress: bool, source: str):
     """Levels [n, C, H, W] of one group, checked against its checksum."""
     members = header.group_of(group * header.batch)[1]
@@ -211,15 +276,25 @@ def _decode_group(model, header: Header, stream: bytes, group: int, progress: bo
     decoder = constriction.stream.queue.RangeDecoder(words)
 
     def decode(probabilities, position):
-        symbols = decoder.decode(_FAMILY, probabilities[:real])
+        try:
+            symbols = decoder.decode(_FAMILY, probabilities[:real])
+        except (RuntimeError, ValueError) as error:
+            raise _CoderError(str(error)) from error
         return np.pad(symbols.astype(np.int64), (0, header.batch - real))
 
     labels = header.labels if model.condition_spec else None
     try:
         levels = _walk_group(model, labels, members.start, decode, progress, header.batch)
-        levels = levels[:real].cpu()
-    except (RuntimeError, ValueError) as error:  # a decoder fed other probabilities
+    except _CoderError as error:  # only the coder's own errors mean other probabilities
         raise _mismatch(header, members, source) from error
+    except (RuntimeError, MemoryError) as error:  # torch's failed allocation, or numpy's
+        if isinstance(error, RuntimeError) and "alloc" not in str(error).lower():
+            raise
+        raise ValueError(
+            f"decoding images {members.start}..{members.stop - 1} of {source} in a batch of "
+            f"{header.batch} needs more memory than this machine has free"
+        ) from error
+    levels = levels[:real].cpu()
     if checksum(levels.numpy().astype("<i8").tobytes()) != header.group_checks[group]:
         raise _mismatch(header, members, source)
     return levels
@@ -229,6 +304,7 @@ def _mismatch(header: Header, members: slice, source: str) -> ValueError:
     settings = ", ".join(f"{k} {v}" for k, v in header.determinism.items())
     return ValueError(
         f"images {members.start}..{members.stop - 1} of {source} decode to other pixels than "
-        f"were compressed (checksum mismatch): this machine computes the model's "
-        f"probabilities differently from the encoder ({settings})"
+        f"were compressed (checksum mismatch): the file was altered before its digest was "
+        f"made, or this machine computes the model's probabilities differently from the "
+        f"encoder ({settings})"
     )

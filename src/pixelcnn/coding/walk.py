@@ -42,6 +42,24 @@ def channel_log_probs(likelihood, params: torch.Tensor, pixel: torch.Tensor, cha
     return scores[:, channel, 0, 0].reshape(batch, levels)
 
 
+# A softmax in float64 sums to 1 within a few ulps; anything further off is not a distribution.
+_SUM_TOLERANCE = 1e-9
+
+
+def check_probabilities(probabilities: np.ndarray, position: tuple[int, int, int]) -> None:
+    """Refuse distributions [B, L] that are not ones (NaN or infinite entries, from a model
+    whose activations overflow; rows not summing to 1): the coder would quantize garbage or
+    fail deep inside, and encoder and decoder could not agree on it."""
+    finite = np.isfinite(probabilities).all()
+    if not finite or np.abs(probabilities.sum(axis=1) - 1).max() > _SUM_TOLERANCE:
+        channel, i, j = position
+        what = "not finite" if not finite else "do not sum to 1"
+        raise ValueError(
+            f"the model's probabilities are {what} at sub-pixel (channel {channel}, row {i}, "
+            f"column {j}); it cannot code images"
+        )
+
+
 @torch.no_grad()
 def walk(
     steps: GenerationSteps,
@@ -69,6 +87,7 @@ def walk(
                         params = steps.pixel(i, j, encode(pixel))
                     log_p = channel_log_probs(likelihood, params, pixel, channel)
                     probabilities = torch.softmax(log_p.double(), dim=1).cpu().numpy()
+                    check_probabilities(probabilities, (channel, i, j))
                     chosen = symbols(probabilities, (channel, i, j))
                     pixel[:, channel, 0, 0] = torch.as_tensor(chosen, device=device)
                 steps.commit(i, j, encode(pixel))

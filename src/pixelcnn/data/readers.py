@@ -26,6 +26,8 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
+from pixelcnn.files import open_regular
+
 from .limits import DataFormatError, check_allocation
 
 __all__ = [
@@ -81,15 +83,45 @@ def _stream_errors(path: Path) -> Iterator[None]:
         raise DataFormatError(f"{path}: cannot read ({_reason(exc)})") from exc
 
 
+class _GzipReader(gzip.GzipFile):
+    """A gunzipping stream over a file it owns: closing it closes the file too."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def _gunzipping(path: Path) -> _GzipReader:
+    """The gzip file ``path`` opened for reading (only a regular file: never a FIFO)."""
+    raw = open_regular(path)
+    try:
+        return _GzipReader(raw)
+    except BaseException:
+        raw.close()
+        raise
+
+
 def _open_maybe_gzipped(path: Path) -> IO[bytes]:
     """``path`` opened for binary reading, through a gunzipping stream if it is gzip.
 
     Gzip is detected by its magic bytes rather than the file name, because mirrors and
     distributions disagree on whether the ``.gz`` suffix is kept after decompression.
+    Only a regular file is opened (a FIFO would block, a device never end).
     """
-    with open(path, "rb") as probe:
-        gzipped = probe.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115 - caller closes
+    raw = open_regular(path)
+    try:
+        gzipped = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+        raw.seek(0)
+        return _GzipReader(raw) if gzipped else raw
+    except BaseException:
+        raw.close()
+        raise
 
 
 def gunzip_file(path: str | Path, cost_per_byte: int = 1) -> bytes:
@@ -101,7 +133,7 @@ def gunzip_file(path: str | Path, cost_per_byte: int = 1) -> bytes:
     """
     path = Path(path)
     chunks, total = [], 0
-    with gzip.open(path, "rb") as stream, _stream_errors(path):
+    with _gunzipping(path) as stream, _stream_errors(path):
         while chunk := stream.read(_CHUNK_BYTES):
             total += len(chunk)
             check_allocation(total * cost_per_byte, f"{path}: decompressing it")
@@ -354,27 +386,30 @@ def _cifar_member_opener(path: Path) -> Iterator[Callable[[str], IO[bytes]]]:
     or a folder containing either one.
     """
     if path.is_dir():
-        if (path / "test_batch").is_file() or (path / "data_batch_1").is_file():
-            yield lambda name: open(path / name, "rb")  # noqa: SIM115 - caller closes
+        # exists(), not is_file(): a FIFO or a device there is refused when opened
+        if (path / "test_batch").exists() or (path / "data_batch_1").exists():
+            yield lambda name: open_regular(path / name)
             return
         if (path / _CIFAR_FOLDER).is_dir():
             with _cifar_member_opener(path / _CIFAR_FOLDER) as opener:
                 yield opener
             return
-        if (path / CIFAR10_ARCHIVE).is_file():
+        if (path / CIFAR10_ARCHIVE).exists():
             path = path / CIFAR10_ARCHIVE
         else:
             raise FileNotFoundError(
                 f"no CIFAR-10 data in {path}: expected {CIFAR10_ARCHIVE} or {_CIFAR_FOLDER}/"
             )
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no CIFAR-10 data at {path}")
+    raw = open_regular(path)  # a FIFO or a device: refused in one line, never read
     try:
         # Not a `with`: only the open itself is guarded; the archive is closed just below.
-        archive = tarfile.open(path, "r:*")  # noqa: SIM115
+        archive = tarfile.open(fileobj=raw, mode="r:*")  # noqa: SIM115
     except (tarfile.TarError, OSError, EOFError) as exc:
+        raw.close()
         raise DataFormatError(f"{path}: not a readable tar archive ({_reason(exc)})") from exc
-    with archive:
+    with raw, archive:
         with _stream_errors(path):
             # Index by base name so any top-level folder name inside the archive works.
             members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
@@ -528,11 +563,12 @@ def read_npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[dict[str, np.nda
     The zip is read directly rather than through ``np.load`` so that each member's header can
     be checked before its data is read.
     """
-    with npz_errors(path, "not a readable npz archive"):
-        with open(path, "rb") as probe:
-            if probe.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
-                raise DataFormatError(f"{path}: a single .npy array, not an npz archive")
-        with zipfile.ZipFile(path) as archive:
+    stream = open_regular(path)  # a FIFO or a device: refused in one line, never read
+    with stream, npz_errors(path, "not a readable npz archive"):
+        if stream.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+            raise DataFormatError(f"{path}: a single .npy array, not an npz archive")
+        stream.seek(0)
+        with zipfile.ZipFile(stream) as archive:
             members = {name.removesuffix(".npy"): name for name in archive.namelist()}
             arrays = {
                 key: read_npz_member(archive, members[key], f"{path}:{key}")
@@ -658,8 +694,14 @@ _PILLOW_ERRORS = (
 
 
 def _image_files(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name for a deterministic order."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly inside ``folder``, sorted by name for a deterministic order.
+    A FIFO or a device with an image's name is listed too, to be refused when it is read
+    rather than skipped in silence."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.exists() and not p.is_dir()
+    )
 
 
 def _is_grey(mode: str) -> bool:
@@ -667,14 +709,29 @@ def _is_grey(mode: str) -> bool:
     return mode.startswith("I") or mode in _GREY_MODES
 
 
+def _single_frame(image: Image.Image, path: Path) -> None:
+    """Refuse an animation or a multi-page file (APNG, GIF, WebP, TIFF): reading its first
+    frame alone would lose the others in silence."""
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise DataFormatError(
+            f"{path}: has {frames} frames (an animation or a multi-page file); only "
+            "single-frame images are read, the other frames would be lost"
+        )
+
+
 def image_file_header(path: Path) -> tuple[int, int, int]:
     """``(C, H, W)`` that :func:`read_image_file` would return for the file at ``path``,
     from its header alone (nothing decoded): to check a folder before reading it."""
-    try:
-        with Image.open(path) as image:
-            return (1 if _is_grey(image.mode) else 3), image.height, image.width
-    except (*_PILLOW_ERRORS, Image.DecompressionBombError) as exc:
-        raise DataFormatError(f"{path}: cannot decode image ({_reason(exc)})") from exc
+    with open_regular(path) as stream:  # a FIFO or a device: refused, never read
+        try:
+            with Image.open(stream) as image:
+                _single_frame(image, path)
+                return (1 if _is_grey(image.mode) else 3), image.height, image.width
+        except DataFormatError:
+            raise
+        except (*_PILLOW_ERRORS, Image.DecompressionBombError) as exc:
+            raise DataFormatError(f"{path}: cannot decode image ({_reason(exc)})") from exc
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
@@ -692,11 +749,13 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 def _decode_image(path: Path) -> np.ndarray:
     """Decode one file to ``uint8 [H, W]`` (grey) or ``[H, W, 3]`` (colour)."""
+    stream = open_regular(path)  # a FIFO or a device: refused, never read
     try:
-        with warnings.catch_warnings():
+        with stream, warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(stream) as image:
+                _single_frame(image, path)
                 bands = len(image.getbands())
                 check_allocation(image.width * image.height * bands, f"{path}: decoding it")
                 image.load()
@@ -729,34 +788,96 @@ def read_image_file(path: str | Path, channels: int | None = None) -> np.ndarray
     ``channels=None`` keeps the file's own: 1 for grey (also 16/32-bit grey, reduced to its
     high byte, and grey+alpha), 3 for colour (palette and RGBA too, alpha dropped).
     ``channels=1`` turns colour into grey with Pillow's "L" formula; ``channels=3`` repeats
-    grey. Decompression bombs and files Pillow cannot read raise ``DataFormatError``.
+    grey. Decompression bombs, files of several frames (animations, multi-page TIFFs) and
+    files Pillow cannot read raise ``DataFormatError``; a FIFO or a device,
+    ``NotRegularFileError``.
     """
     if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"image file {path} does not exist")
     return np.array(_with_channels(_decode_image(path), channels))  # owned and writable
 
 
 _EXACT_MODES = frozenset({"1", "L", "P", "RGB", "RGBA", "LA", "PA"})
+# Formats whose sample depth is checked below; any other Pillow can open (a PPM, a JPEG 2000,
+# ... under an image suffix) is refused rather than trusted to hold 8-bit samples.
+_CHECKED_FORMATS = frozenset({"PNG", "BMP", "GIF", "TIFF", "WEBP", "JPEG", "MPO"})
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# TIFF tags: BitsPerSample, SampleFormat (1: unsigned integers, the default)
+_TIFF_BITS, _TIFF_SAMPLE_FORMAT = 258, 339
+_BMP_BITFIELDS = (3, 6)  # BI_BITFIELDS, BI_ALPHABITFIELDS
+_BYTE_MASKS = frozenset({0, 0xFF, 0xFF00, 0xFF0000, 0xFF000000})
+
+
+def _deep_samples(image: Image.Image, head: bytes) -> str | None:
+    """What in the file's own header says its samples are not 8-bit integers that Pillow
+    reads as they are (``head``: the file's first bytes); Pillow's mode does not tell:
+    it reads a 16-bit RGB PNG or TIFF as "RGB", keeping the high bytes only."""
+    if image.format not in _CHECKED_FORMATS:
+        return (
+            f"it is a {image.format} file (PNG, JPEG, BMP, WebP, GIF and TIFF files are "
+            "compressed, with their bit depth checked)"
+        )
+    if image.format == "PNG" and head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        depth = head[24]  # IHDR: width, height, then the bit depth of every sample
+        if depth > 8:
+            return f"it has {depth}-bit samples (8-bit ones are kept exactly)"
+    if image.format == "TIFF":
+        tags = image.tag_v2
+        bits = tags.get(_TIFF_BITS, (1,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        formats = tags.get(_TIFF_SAMPLE_FORMAT, (1,))
+        formats = formats if isinstance(formats, tuple) else (formats,)
+        if max(bits) > 8 or any(f != 1 for f in formats):
+            kind = "integer" if all(f == 1 for f in formats) else "float or signed"
+            return f"it has {max(bits)}-bit {kind} samples (8-bit unsigned ones are kept exactly)"
+    if image.format == "BMP" and head[:2] == b"BM" and len(head) >= 34:
+        info_size, bits = struct.unpack_from("<I", head, 14)[0], 0
+        if info_size == 12:  # OS/2 core header: width, height (16-bit each), planes, bits
+            bits = struct.unpack_from("<H", head, 24)[0]
+        elif info_size >= 40:  # width, height (32-bit each), planes, bits, compression
+            bits, compression = struct.unpack_from("<HI", head, 28)
+            if compression in _BMP_BITFIELDS:  # the masks follow the 40 bytes
+                masks = struct.unpack_from("<4I", head.ljust(70, b"\0"), 54)
+                if not set(masks) <= _BYTE_MASKS:
+                    return "its pixels pack channels of other than 8 bits (bit fields)"
+        if bits == 16:
+            return "it has 16-bit pixels (5 or 6 bits a channel, widened when read)"
+    if image.format in ("JPEG", "MPO") and getattr(image, "bits", 8) != 8:
+        return f"it has {image.bits}-bit samples (8-bit ones are kept exactly)"
+    return None
 
 
 def lossy_reading(path: str | Path) -> str | None:
-    """What :func:`read_image_file` would lose of the file at ``path`` (16-bit depth, a
-    transparency that is not fully opaque, another colour model), or None when its
-    ``uint8`` pixels are all there is. For lossless compression."""
+    """What :func:`read_image_file` would lose of the file at ``path`` (a bit depth over 8,
+    found in the file's own header; a transparency that is not fully opaque; another
+    colour model; a format whose depth is not checked), or None when its ``uint8`` pixels
+    are all there is. Several frames are refused (DataFormatError). For lossless
+    compression."""
     path = Path(path)
-    try:
-        with Image.open(path) as image:
-            if image.mode not in _EXACT_MODES:
-                return f"it is a {image.mode} image (8-bit grey or RGB pixels are kept exactly)"
-            bands = image.getbands()
-            transparency = "A" in bands or "transparency" in image.info
-            if transparency and image.convert("RGBA").getextrema()[3][0] < 255:
-                return "it has transparent pixels (the alpha channel would be dropped)"
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFormatError(f"{path}: cannot decode image ({_reason(exc)})") from exc
+    with open_regular(path) as stream:  # a FIFO or a device: refused, never read
+        head = stream.read(128)
+        stream.seek(0)
+        try:
+            with Image.open(stream) as image:
+                _single_frame(image, path)
+                deep = _deep_samples(image, head)
+                if deep:
+                    return deep
+                if image.mode not in _EXACT_MODES:
+                    return f"it is a {image.mode} image (8-bit grey or RGB pixels are kept exactly)"
+                bands = image.getbands()
+                transparency = "A" in bands or "transparency" in image.info
+                if transparency:
+                    check_allocation(4 * image.width * image.height, f"{path}: decoding it")
+                    if image.convert("RGBA").getextrema()[3][0] < 255:
+                        return "it has transparent pixels (the alpha channel would be dropped)"
+        except DataFormatError:
+            raise
+        except (*_PILLOW_ERRORS, Image.DecompressionBombError) as exc:
+            raise DataFormatError(f"{path}: cannot decode image ({_reason(exc)})") from exc
     return None
 
 
