@@ -220,6 +220,9 @@ def decompress(
 # the slack covers the coder's 64-bit state flushed at the end, with a word to spare.
 _PRECISION_BITS = 24
 _STREAM_SLACK_BITS = 96
+# More than constriction's quantization adds to a float probability: each level's frequency
+# out of 2^24 is its rounded share plus one (tests/test_hostile_codec.py checks the bound).
+_QUANTIZATION_SLACK = 2.0**-22
 
 
 def min_bits_per_symbol(levels: int) -> float:
@@ -274,19 +277,28 @@ def _decode_group(model, header: Header, stream: bytes, group: int, progress: bo
     real = members.stop - members.start
     words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
     decoder = constriction.stream.queue.RangeDecoder(words)
+    budget, spent = 32 * len(words) + _STREAM_SLACK_BITS, [0.0]
+    rows = np.arange(real)
 
     def decode(probabilities, position):
         try:
             symbols = decoder.decode(_FAMILY, probabilities[:real])
         except (RuntimeError, ValueError) as error:
             raise _CoderError(str(error)) from error
+        # A range coder spends at least -log2 q(x) bits on x, and constriction's quantized
+        # q exceeds the float p by under 2^-22: decoding more information than the stream
+        # holds (an empty stream declared for a million images) stops here, at once.
+        chosen = probabilities[rows, symbols]
+        spent[0] += float(-np.log2(np.minimum(chosen + _QUANTIZATION_SLACK, 1.0)).sum())
+        if spent[0] > budget:
+            raise _CoderError(f"the range decoder ran past its {len(stream)}-byte stream")
         return np.pad(symbols.astype(np.int64), (0, header.batch - real))
 
     labels = header.labels if model.condition_spec else None
     try:
         levels = _walk_group(model, labels, members.start, decode, progress, header.batch)
     except _CoderError as error:  # only the coder's own errors mean other probabilities
-        raise _mismatch(header, members, source) from error
+        raise _mismatch(header, members, source, str(error)) from error
     except (RuntimeError, MemoryError) as error:  # torch's failed allocation, or numpy's
         if isinstance(error, RuntimeError) and "alloc" not in str(error).lower():
             raise
@@ -296,15 +308,15 @@ def _decode_group(model, header: Header, stream: bytes, group: int, progress: bo
         ) from error
     levels = levels[:real].cpu()
     if checksum(levels.numpy().astype("<i8").tobytes()) != header.group_checks[group]:
-        raise _mismatch(header, members, source)
+        raise _mismatch(header, members, source, "checksum mismatch")
     return levels
 
 
-def _mismatch(header: Header, members: slice, source: str) -> ValueError:
+def _mismatch(header: Header, members: slice, source: str, why: str) -> ValueError:
     settings = ", ".join(f"{k} {v}" for k, v in header.determinism.items())
     return ValueError(
         f"images {members.start}..{members.stop - 1} of {source} decode to other pixels than "
-        f"were compressed (checksum mismatch): the file was altered before its digest was "
+        f"were compressed ({why}): the file was altered before its digest was "
         f"made, or this machine computes the model's probabilities differently from the "
         f"encoder ({settings})"
     )

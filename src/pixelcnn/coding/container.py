@@ -41,6 +41,12 @@ SPLITS = ("train", "test")
 # The JSON header is inflated with a ceiling, so a small file cannot declare gigabytes of
 # header (zlib inflates up to ~1000x): 256 MiB holds the names of millions of images.
 MAX_HEADER_BYTES = 256 << 20
+# Beyond 16 MiB, a header inflates to at most 128 times its compressed size: a real one holds
+# a 16-hex-digit checksum per group (8 incompressible bytes), names and labels, and deflates
+# 5 to 50 times; only a bomb (or millions of images of one label in huge groups) goes far
+# beyond, and parsing it would cost seconds and gigabytes for a file of kilobytes.
+FREE_HEADER_BYTES = 16 << 20
+HEADER_RATIO = 128
 # The decoder walks a whole group's batch, padding included: no encoder pads more than this
 # (this one never pads beyond the count; earlier ones padded a group of a few images to
 # the --batch-size asked for).
@@ -191,18 +197,20 @@ def _check_preamble(preamble: bytes, source: str) -> None:
 
 
 def _inflate(compressed, source: str) -> bytes:
-    """The header's JSON text, inflated a chunk at a time and refused past
-    MAX_HEADER_BYTES or free memory, so a zlib bomb is never inflated whole."""
+    """The header's JSON text, inflated a chunk at a time and refused past its limit
+    (MAX_HEADER_BYTES, and HEADER_RATIO times its compressed size beyond the first
+    FREE_HEADER_BYTES) or free memory, so a zlib bomb is never inflated whole."""
+    limit = min(MAX_HEADER_BYTES, max(FREE_HEADER_BYTES, HEADER_RATIO * len(compressed)))
     inflater = zlib.decompressobj()
     chunks, total, pending = [], 0, bytes(compressed)
     while pending and not inflater.eof:
         chunk = inflater.decompress(pending, _INFLATE_CHUNK)
         pending = inflater.unconsumed_tail
         total += len(chunk)
-        if total > MAX_HEADER_BYTES:
+        if total > limit:
             raise CompressedFormatError(
-                f"{source} declares a header of more than {MAX_HEADER_BYTES >> 20} MiB; "
-                "refused as corrupt or hostile"
+                f"{source} declares a header of more than {limit / 2**20:.0f} MiB in "
+                f"{len(compressed)} bytes; refused as corrupt or hostile"
             )
         check_memory(total * _JSON_COST, f"the header of {source}", CompressedFormatError)
         chunks.append(chunk)
