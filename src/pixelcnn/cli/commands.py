@@ -21,6 +21,7 @@ from pixelcnn.data.datasets import (
     DATASETS,
     SPLITS,
     canonical_name,
+    data_fingerprint,
     downsampled_imagenet_files,
 )
 from pixelcnn.data.prepare import prepare_dataset
@@ -48,11 +49,14 @@ from pixelcnn.train.run_dir import (
     ARGS_FILE,
     COMPLETIONS_FILE,
     COMPLETIONS_KIND,
+    DATA_FINGERPRINT,
     RUN_FILES,
     SAMPLES_FILE,
     SAMPLES_KIND,
     RunLock,
     check_new_run,
+    check_resumable,
+    check_same_data,
     holds_run,
     prepare_new_run,
     read_run_args,
@@ -187,11 +191,17 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     if world.is_main and run_dir.is_dir():
         lock.acquire(run_dir)  # a second training of this directory stops here
     if args.resume:
-        adopt_stored_arguments(args, stored_run_args(run_dir))
+        check_resumable(run_dir)  # no link or FIFO at a run file's name
+        stored = stored_run_args(run_dir)
+        adopt_stored_arguments(args, stored)
     else:
         check_new_run(run_dir, force=args.force)
         check_writable(run_dir / ARGS_FILE)  # before any data is loaded
     data = _training_data(args)
+    if args.resume:  # the same path may hold other data now
+        check_same_data(
+            stored.get(DATA_FINGERPRINT), data.fingerprint, args.data, run_dir / ARGS_FILE
+        )
     model = _training_model(args, data, world)
     options = TrainOptions.for_network(
         args.model,
@@ -226,6 +236,7 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
             prepare_new_run(run_dir, force=args.force)  # checks again, now under the lock
     world.barrier()  # the run directory is ready before any process trains
     run_args = {name: getattr(args, name) for name in (*RUN_ARGUMENTS, "steps")}
+    run_args[DATA_FINGERPRINT] = data.fingerprint  # what a resume checks the data against
     parameters = sum(p.numel() for p in model.parameters())
     processes = f" in {world.size} processes" if world.distributed else ""
     say(
@@ -268,6 +279,7 @@ class TrainingSplits:
     train_labels: torch.Tensor | None
     test_labels: torch.Tensor | None
     classes: int | None
+    fingerprint: dict[str, Any] | None = None  # what tells this data from other data
 
 
 def _training_data(args: argparse.Namespace) -> TrainingSplits:
@@ -283,7 +295,12 @@ def _training_data(args: argparse.Namespace) -> TrainingSplits:
             f"{args.data}: test labels reach {int(test_labels.max())} but the training "
             f"split has {classes} classes (0..{classes - 1})"
         )
-    return TrainingSplits(train_images, test_images, train_labels, test_labels, classes)
+    counts = {"train": len(train_images), "test": len(test_images)}
+    shape = tuple(train_images.shape[1:])
+    fingerprint = data_fingerprint(args.data, counts, shape)
+    return TrainingSplits(
+        train_images, test_images, train_labels, test_labels, classes, fingerprint
+    )
 
 
 def _training_model(
@@ -758,6 +775,7 @@ def run_prepare(args: argparse.Namespace) -> None:
         root=args.data_dir,
         force=args.force,
         progress=not args.quiet,
+        log=print,  # what the user did not choose, said even with --quiet (the split)
     )
     prepared = read_manifest(manifest.parent)
     counts = " / ".join(f"{entry['images']} {name}" for name, entry in prepared["splits"].items())

@@ -7,15 +7,21 @@ registry (``available_datasets()``); a path to an ``.npz`` file or an image fold
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pixelcnn.files import check_regular, open_regular
+
 from .download import DownloadError, default_cache_dir, download_file
+from .limits import check_allocation
 from .readers import (
     CIFAR10_ARCHIVE as _CIFAR_ARCHIVE,
 )
@@ -24,17 +30,18 @@ from .readers import (
     DataFormatError,
     checked_labels,
     gunzip_file,
+    image_file_header,
     image_folder_files,
     output_size,
     read_cifar10,
     read_downsampled_imagenet,
     read_idx_images,
-    read_image_files,
+    read_image_file,
     read_npz,
     read_npz_class_names,
     resize_images,
 )
-from .stored import StoredImages, is_prepared, read_prepared_split
+from .stored import StoredImages, is_prepared, manifest_digest, read_prepared_split
 
 __all__ = [
     "DATASETS",
@@ -43,6 +50,7 @@ __all__ = [
     "DatasetSpec",
     "ImageDataset",
     "available_datasets",
+    "data_fingerprint",
     "load_dataset",
 ]
 
@@ -266,9 +274,11 @@ _IDX_FILES = {
 
 
 def _find_file(folder: Path, gz_name: str) -> Path | None:
-    """``folder/gz_name``, or the same file stored decompressed (name without ``.gz``)."""
+    """``folder/gz_name``, or the same file stored decompressed (name without ``.gz``).
+    Something at either name that is not a regular file (a FIFO would block its reader
+    forever) is refused in one line."""
     for name in (gz_name, gz_name.removesuffix(".gz")):
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name) and check_regular(folder / name).is_file():
             return folder / name
     return None
 
@@ -471,6 +481,41 @@ def _load_prepared(path: Path, split: str) -> ImageDataset:
     return ImageDataset(prepared.images, prepared.labels, path.name, split, prepared.class_names)
 
 
+def data_fingerprint(
+    name: str | os.PathLike, counts: dict[str, int], image_shape: tuple[int, ...]
+) -> dict[str, Any]:
+    """What tells the data behind ``name`` from other data, cheaply (no image is decoded
+    again): ``counts`` (images per split) and ``image_shape`` as loaded, and what the
+    source is: a prepared directory by a digest of its manifest (its source, counts, shape
+    and class names), an npz file by a digest of its bytes, an image folder by a digest of
+    its files' names and sizes, a registered dataset by its name. A resumed run compares
+    it with the one it started with."""
+    fingerprint: dict[str, Any] = {"images": dict(counts), "image_shape": list(image_shape)}
+    key = canonical_name(name) if isinstance(name, str) else None
+    path = Path(os.fspath(name)).expanduser()
+    if key in DATASETS:
+        fingerprint["registered"] = key
+    elif is_prepared(path):
+        fingerprint["manifest_sha256"] = manifest_digest(path)
+    elif path.is_file():  # read whole when loaded anyway: a digest costs as much again
+        fingerprint["file_sha256"] = _file_digest(path)
+    elif path.is_dir():
+        digest = hashlib.sha256()
+        for split in counts:  # the files the splits were read from
+            for file in folder_split_files(path, split)[0]:
+                digest.update(f"{file.relative_to(path)}\0{file.stat().st_size}\n".encode())
+        fingerprint["files_sha256"] = digest.hexdigest()
+    return fingerprint
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open_regular(path) as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _holds_images(folder: Path) -> bool:
     """Whether ``folder`` or one of its subfolders (classes) holds an image file."""
     for entry in folder.iterdir():
@@ -512,10 +557,69 @@ def folder_split_files(
     return kept, (labels[mask] if labels is not None else None), class_names, path
 
 
-def _load_folder_path(path: Path, split: str) -> ImageDataset:
-    """An image folder, split as :func:`folder_split_files` says."""
+def folder_split_note(path: Path, test: int, total: int, labelled: bool) -> str | None:
+    """How :func:`folder_split_files` split an image folder of ``total`` images, ``test``
+    of them into the test split, in words for the user, when the folder did not choose it
+    (no ``train/`` and ``test/`` subfolders); None when it did."""
+    if (path / "train").is_dir() or (path / "test").is_dir():
+        return None
+    of_each = " of each class" if labelled else ""
+    return (
+        f"no train/ and test/ subfolders in {path}: every tenth image{of_each} is the test "
+        f"split ({test} of {total})"
+    )
+
+
+def mixed_sizes_error(
+    file: Path, size: tuple[int, int], first: Path, first_size: tuple[int, int]
+) -> DataFormatError:
+    """The one refusal of image files of different sizes when no size is asked for, the
+    same from ``load_dataset`` and ``prepare-data``: with a size, each image is resized."""
+    (h, w), (height, width) = size, first_size
+    return DataFormatError(
+        f"{file}: image is {w}x{h} (WxH) but {first.name} is {width}x{height}; give a size "
+        "to resize every image to (--size H W, or size=(H, W))"
+    )
+
+
+def folder_image_shape(
+    files: list[Path], size: int | tuple[int, int] | None
+) -> tuple[int, int, int]:
+    """(C, H, W) that every image of ``files`` is read as, from their headers alone (nothing
+    is decoded): 3 channels if any file is in colour (grey ones are repeated), 1 if all are
+    grey; ``size``, or else the one size all the files must share."""
+    headers = [image_file_header(file) for file in files]
+    channels = max(c for c, _, _ in headers)
+    if size is not None:
+        return (channels, *output_size(size))
+    _, height, width = headers[0]
+    for file, (_, h, w) in zip(files, headers, strict=True):
+        if (h, w) != (height, width):
+            raise mixed_sizes_error(file, (h, w), files[0], (height, width))
+    return channels, height, width
+
+
+def read_folder_image(file: Path, image_shape: tuple[int, int, int], resize: bool) -> np.ndarray:
+    """uint8 [C, H, W] of ``image_shape`` (see :func:`folder_image_shape`): the file decoded
+    with the folder's channels and, with ``resize``, resized as it is read, so a folder of
+    mixed sizes never holds more than one image at its own size."""
+    image = read_image_file(file, image_shape[0])
+    if image.shape[1:] != tuple(image_shape[1:]):
+        if not resize:  # the header said otherwise: the file changed while it was read
+            raise mixed_sizes_error(file, image.shape[1:], file, tuple(image_shape[1:]))
+        image = resize_images(image[None], tuple(image_shape[1:]))[0]
+    return image
+
+
+def _load_folder_path(path: Path, split: str, size) -> ImageDataset:
+    """An image folder, split as :func:`folder_split_files` says; with ``size``, each
+    image is resized as it is read (mixed sizes are fine then), as ``prepare-data`` does."""
     files, labels, class_names, root = folder_split_files(path, split)
-    images = read_image_files(files)
+    shape = folder_image_shape(files, size)
+    check_allocation(len(files) * math.prod(shape), f"{path}: {len(files)} images of {shape}")
+    images = np.empty((len(files), *shape), dtype=np.uint8)
+    for row, file in enumerate(files):
+        images[row] = read_folder_image(file, shape, resize=size is not None)
     return ImageDataset(images, labels, path.name, split, class_names, _names(files, root))
 
 
@@ -551,7 +655,9 @@ def load_dataset(
     absent, ``DataFormatError`` (one line, naming the file) when they are corrupt, too large
     for memory or the split has no images, ``ValueError`` for a bad name, split or size.
     """
-    dataset = _load_unresized(name, split, root, download)
+    if size is not None:
+        output_size(size)  # a bad size is refused before anything is read
+    dataset = _load_unresized(name, split, root, download, size)
     # Each loader refuses an empty split naming its file; this covers any loader added later.
     _refuse_empty(dataset.images, os.fspath(name), split)
     if size is not None and isinstance(dataset.images, StoredImages):
@@ -561,14 +667,15 @@ def load_dataset(
                 " images, resized when it is prepared: pixelcnn prepare-data SRC --out DIR "
                 "--size H W"
             )
-    elif size is not None:
-        dataset.images = resize_images(dataset.images, size)
+    elif size is not None and dataset.images.shape[2:] != output_size(size):
+        dataset.images = resize_images(dataset.images, size)  # (an image folder: read so)
     return dataset
 
 
 def _load_unresized(
-    name: str | os.PathLike, split: str, root: str | Path | None, download: bool
+    name: str | os.PathLike, split: str, root: str | Path | None, download: bool, size
 ) -> ImageDataset:
+    """The split as stored; an image folder's already at ``size`` (read one at a time)."""
     _check_split(split)
     key = canonical_name(name) if isinstance(name, str) else None
     if key in DATASETS:
@@ -583,8 +690,30 @@ def _load_unresized(
     if path.is_dir() and any(downsampled_imagenet_files(path, part) for part in SPLITS):
         return _load_downsampled_imagenet(path, split)
     if path.is_dir():
-        return _load_folder_path(path, split)
-    raise ValueError(
-        f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
-        "a path to an .npz file (x_train/x_test arrays) or a path to a folder of images"
+        return _load_folder_path(path, split, size)
+    raise _not_a_dataset(name, path)
+
+
+_WHAT_DATA_IS = (
+    "an .npz file (x_train/x_test arrays), a folder of images or a directory prepare-data wrote"
+)
+
+
+def _not_a_dataset(name: str | os.PathLike, path: Path) -> Exception:
+    """The one line for a ``name`` that is neither registered nor a dataset on disk: one
+    that is meant as a path (it exists, holds a '/', or has a file suffix) is answered as a
+    path; a bare word as an unknown registered name."""
+    if path.exists():  # (a link to nothing is answered as missing)
+        check_regular(path)  # a FIFO or a device: said so
+        return DataFormatError(
+            f"{path} is not a dataset: use {_WHAT_DATA_IS}, or one of {', '.join(DATASETS)}"
+        )
+    text = os.fspath(name)
+    if not isinstance(name, str) or "/" in text or os.sep in text or Path(text).suffix:
+        return DatasetNotFoundError(
+            f"{text}: no such file or directory (a dataset path must be {_WHAT_DATA_IS}; "
+            f"registered datasets: {', '.join(DATASETS)})"
+        )
+    return ValueError(
+        f"unknown dataset {text!r}: use one of {', '.join(DATASETS)}, or a path to {_WHAT_DATA_IS}"
     )

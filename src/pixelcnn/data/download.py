@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from pixelcnn.files import open_regular
 
 __all__ = ["DownloadError", "default_cache_dir", "download_file", "file_md5"]
 
@@ -38,9 +40,10 @@ def default_cache_dir() -> Path:
 
 
 def file_md5(path: str | Path) -> str:
-    """Hex MD5 of a file, read in chunks so large archives do not fill memory."""
+    """Hex MD5 of a file, read in chunks so large archives do not fill memory (a FIFO or
+    a device at ``path`` is refused in one line, never read without end)."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as stream:
+    with open_regular(path) as stream:
         for chunk in iter(lambda: stream.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -99,11 +102,11 @@ def download_file(
     destination.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for url in urls:
-        fd, temp_name = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-        )
-        os.close(fd)
-        temp_path = Path(temp_name)
+        temp_path = destination.parent / f".{destination.name}.{secrets.token_hex(4)}.part"
+        # created anew (never through a link) at the umask's mode, as every file a user's
+        # program writes (mkstemp's would stay 0600 once renamed into place)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        os.close(os.open(temp_path, flags, 0o666))
         try:
             got = _fetch(url, temp_path, destination.name, progress)
             if md5 is not None and got != md5.lower():

@@ -3,16 +3,20 @@ prepared dataset (:mod:`pixelcnn.data.stored`), streaming, so a source larger th
 is converted in the memory of one chunk.
 
 Every source is checked (headers, sizes, labels) before the first byte is written; then
-the manifest marks the directory as an unfinished preparation of this command, the arrays
-are written, and the manifest is written again complete: an interrupted preparation leaves a
-directory that says it is incomplete instead of one that reads as a smaller dataset, and
-a directory this command did not write is never taken for one of its own.
+the directory is locked against a second ``prepare-data``, the manifest marks it as an
+unfinished preparation of this command, the arrays are written, and the manifest is
+written again complete: an interrupted preparation leaves a directory that says it is
+incomplete instead of one that reads as a smaller dataset, and a directory this command
+did not write is never taken for one of its own. Every file is written under a temporary
+name and renamed over its own (:func:`pixelcnn.files.atomic_write`), so a link planted at
+one of its names is replaced, never written through.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,14 +25,19 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from pixelcnn.files import atomic_write, is_stale_temporary, remove_stale_temporaries
+
 from .datasets import (
     DATASETS,
     SPLITS,
     DatasetNotFoundError,
     canonical_name,
     downsampled_imagenet_files,
+    folder_image_shape,
     folder_split_files,
+    folder_split_note,
     load_dataset,
+    read_folder_image,
 )
 from .limits import DataFormatError
 from .readers import (
@@ -36,10 +45,8 @@ from .readers import (
     checked_labels,
     downsampled_imagenet_labels,
     downsampled_imagenet_side,
-    image_file_header,
     npz_errors,
     output_size,
-    read_image_file,
     read_npy_header,
     read_npz_arrays,
     read_npz_class_names,
@@ -48,6 +55,7 @@ from .readers import (
 )
 from .stored import (
     MANIFEST,
+    DirectoryLock,
     images_path,
     is_prepared,
     labels_path,
@@ -82,15 +90,18 @@ def prepare_dataset(
     root: str | os.PathLike | None = None,
     force: bool = False,
     progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Prepare ``source`` (an image folder, an ``.npz``, a folder of downsampled-ImageNet
     batches, or any registered dataset name) into the directory ``out``; returns the
     manifest's path. ``size`` resizes every image as ``load_dataset`` would. ``out`` must be
     new, empty or an unfinished preparation; a finished one is replaced only with ``force``.
+    A second preparation into ``out`` while this one writes fails at once (FileExistsError).
+    ``log`` hears what the user should know and did not ask for (how a folder was split).
     """
     out = Path(out)
     _check_out(out, force)
-    splits, class_names = _sources(source, size, root)
+    splits, class_names = _sources(source, size, root, log or (lambda _: None))
     shapes = {split.image_shape for split in splits.values()}
     if len(shapes) > 1:
         raise DataFormatError(f"{source}: the splits hold images of shapes {sorted(shapes)}")
@@ -100,35 +111,59 @@ def prepare_dataset(
     }
     image_shape, source_name = shapes.pop(), os.fspath(source)
     out.mkdir(parents=True, exist_ok=True)
-    # from here on the directory is an unfinished preparation of this command
-    write_manifest(out, entries, image_shape, class_names, source_name, complete=False)
-    for name, split in splits.items():
-        _write_images(images_path(out, name), split, f"{name}", progress)
-        if split.labels is not None:
-            np.save(labels_path(out, name), split.labels.astype(np.int64))
-        else:
+    lock = DirectoryLock(lambda d: f"another prepare-data is writing {d}; wait for it to finish")
+    lock.acquire(out)
+    try:
+        # checked again under the lock: another preparation may have finished meanwhile
+        _check_out(out, force)
+        remove_stale_temporaries(out, _OUR_FILES)
+        # from here on the directory is an unfinished preparation of this command
+        write_manifest(out, entries, image_shape, class_names, source_name, complete=False)
+        for name, split in splits.items():
+            _write_images(images_path(out, name), split, f"{name}", progress)
+            if split.labels is not None:
+                _write_labels(labels_path(out, name), split.labels)
+            else:
+                labels_path(out, name).unlink(missing_ok=True)
+        for name in set(SPLITS) - set(splits):  # a split the source lacks: none left behind
+            # (unlink never follows a link: it would remove the link, not its target; and
+            # _check_out refused links at these names anyway)
+            images_path(out, name).unlink(missing_ok=True)
             labels_path(out, name).unlink(missing_ok=True)
-    for name in set(SPLITS) - set(splits):  # a split the source lacks: none left behind
-        images_path(out, name).unlink(missing_ok=True)
-        labels_path(out, name).unlink(missing_ok=True)
-    return write_manifest(out, entries, image_shape, class_names, source_name)
+        return write_manifest(out, entries, image_shape, class_names, source_name)
+    finally:
+        lock.release()
 
 
 def _check_out(out: Path, force: bool) -> None:
     """Refuse an ``out`` that holds anything this command did not write (other files, or
     arrays without its manifest), or a finished preparation without ``force``: nobody's
-    files are overwritten by accident. An unfinished preparation may be redone."""
+    files are overwritten by accident. An unfinished preparation may be redone. A link,
+    a FIFO or a folder at one of its names is refused too: it is never this command's."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     if not out.is_dir():
         return
-    names = sorted(p.name for p in out.iterdir())
+    # a temporary that a killed preparation left (by its name, which only atomic_write
+    # gives) is this command's: removed under the lock
+    names = sorted(p.name for p in out.iterdir() if not is_stale_temporary(p, _OUR_FILES))
     others = [name for name in names if name not in _OUR_FILES]
     if others:
         raise ValueError(
             f"--out {out} holds other files ({', '.join(others[:3])}); prepare into a new "
             "or empty directory"
         )
+    for name in names:
+        mode = os.lstat(out / name).st_mode
+        if stat.S_ISLNK(mode):
+            raise ValueError(
+                f"--out {out / name} is a symbolic link, which prepare-data never writes "
+                "through; remove it or prepare into a new or empty directory"
+            )
+        if not stat.S_ISREG(mode):
+            raise ValueError(
+                f"--out {out / name} is not a regular file; prepare into a new or empty directory"
+            )
     state = preparation_state(out)
     if state is None and names:
         raise ValueError(
@@ -144,22 +179,64 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _write_images(path: Path, split: SplitSource, name: str, progress: bool) -> None:
-    """``split``'s images as an .npy file, chunk by chunk."""
+    """``split``'s images as an .npy file, chunk by chunk, under a temporary name renamed
+    over ``path`` at the end. A source that fails while it is read (an image that does
+    not decode) raises its own error, not one about writing ``path``."""
     header = {"descr": "|u1", "fortran_order": False, "shape": (split.count, *split.image_shape)}
-    written = 0
-    with (
-        open(path, "wb") as file,
-        tqdm(total=split.count, desc=name, unit="image", disable=not progress, leave=False) as bar,
-    ):
-        np.lib.format.write_array_header_1_0(file, header)
-        for chunk in split.chunks():
-            if chunk.shape[1:] != split.image_shape or written + len(chunk) > split.count:
-                raise DataFormatError(f"{path}: the source changed while it was read")
-            file.write(np.ascontiguousarray(chunk).data)
-            written += len(chunk)
-            bar.update(len(chunk))
-    if written != split.count:
-        raise DataFormatError(f"{path}: the source gave {written} of {split.count} images")
+    source_failed: list[BaseException] = []
+
+    def chunks() -> Iterator[np.ndarray]:
+        iterator = split.chunks()
+        while True:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            except Exception as error:
+                source_failed.append(error)
+                raise
+            yield chunk
+
+    def write(temp: str) -> None:
+        written = 0
+        with (
+            open(temp, "wb") as file,
+            tqdm(
+                total=split.count, desc=name, unit="image", disable=not progress, leave=False
+            ) as bar,
+        ):
+            np.lib.format.write_array_header_1_0(file, header)
+            for chunk in chunks():
+                if chunk.shape[1:] != split.image_shape or written + len(chunk) > split.count:
+                    source_failed.append(
+                        DataFormatError(f"{path}: the source changed while it was read")
+                    )
+                    raise source_failed[-1]
+                file.write(np.ascontiguousarray(chunk).data)
+                written += len(chunk)
+                bar.update(len(chunk))
+        if written != split.count:
+            message = f"{path}: the source gave {written} of {split.count} images"
+            source_failed.append(DataFormatError(message))
+            raise source_failed[-1]
+
+    try:
+        atomic_write(path, write)
+    except OSError:
+        if source_failed:  # atomic_write names the file it writes; the fault is the source's
+            raise source_failed[0] from None
+        raise
+
+
+def _write_labels(path: Path, labels: np.ndarray) -> None:
+    """int64 [N] ``labels`` as an .npy file, renamed over ``path`` (never written through
+    a link at it)."""
+
+    def write(temp: str) -> None:
+        with open(temp, "wb") as file:  # a file object: np.save would add ".npy" to a name
+            np.save(file, labels.astype(np.int64), allow_pickle=False)
+
+    atomic_write(path, write)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +245,7 @@ def _write_images(path: Path, split: SplitSource, name: str, progress: bool) -> 
 
 
 def _sources(
-    source: str | os.PathLike, size, root
+    source: str | os.PathLike, size, root, log: Callable[[str], None]
 ) -> tuple[dict[str, SplitSource], list[str] | None]:
     """The splits ``source`` holds, checked, and its class names."""
     path = Path(os.fspath(source)).expanduser()
@@ -180,7 +257,7 @@ def _sources(
             raise ValueError(f"{path} is already a prepared dataset; pass it as --data")
         if any(downsampled_imagenet_files(path, split) for split in SPLITS):
             return _imagenet_sources(path, size), None
-        return _folder_sources(path, size)
+        return _folder_sources(path, size, log)
     return _loaded_sources(source, size, root)
 
 
@@ -336,38 +413,35 @@ def _imagenet_chunks(members: list[_NpzMember], side: int, size) -> Callable:
     return chunks
 
 
-def _folder_sources(folder: Path, size) -> tuple[dict[str, SplitSource], list[str] | None]:
-    """An image folder split as ``load_dataset`` splits it. Every file's header is read
-    first: mixed sizes (without ``size``) are refused before anything is written, and a
-    folder mixing grey and colour files becomes RGB as a whole."""
+def _folder_sources(
+    folder: Path, size, log: Callable[[str], None]
+) -> tuple[dict[str, SplitSource], list[str] | None]:
+    """An image folder split as ``load_dataset`` splits it, each image read as it reads
+    it (:func:`~pixelcnn.data.datasets.folder_image_shape`, the same rule for mixed sizes).
+    Every file's header, of both splits, is read first: mixed sizes (without ``size``)
+    are refused before anything is written, and a folder mixing grey and colour files
+    becomes RGB as a whole. Without ``train/`` and ``test/`` subfolders the split is not
+    the user's choice: ``log`` hears how it was made."""
     listed = {split: folder_split_files(folder, split) for split in SPLITS}
-    every = [(file, image_file_header(file)) for split in SPLITS for file in listed[split][0]]
-    channels = max(c for _, (c, _, _) in every)
-    first_file, (_, height, width) = every[0]
-    if size is None:
-        for file, (_, h, w) in every:
-            if (h, w) != (height, width):
-                raise DataFormatError(
-                    f"{file}: image is {w}x{h} (WxH) but {first_file.name} is "
-                    f"{width}x{height}; resize with --size H W"
-                )
-    image_shape = _final_shape((channels, height, width), size)
+    image_shape = folder_image_shape([f for split in SPLITS for f in listed[split][0]], size)
+    test, total = len(listed["test"][0]), sum(len(listed[split][0]) for split in SPLITS)
+    note = folder_split_note(folder, test, total, listed["train"][1] is not None)
+    if note:
+        log(note)
     splits = {
-        split: SplitSource(
-            len(files), image_shape, labels, _file_chunks(files, channels, image_shape, size)
-        )
+        split: SplitSource(len(files), image_shape, labels, _file_chunks(files, image_shape, size))
         for split, (files, labels, _, _) in listed.items()
     }
     return splits, listed["train"][2]
 
 
-def _file_chunks(files: list[Path], channels: int, image_shape, size) -> Callable:
+def _file_chunks(files: list[Path], image_shape, size) -> Callable:
     def chunks() -> Iterator[np.ndarray]:
         rows = _rows_per_chunk(image_shape)
         for start in range(0, len(files), rows):
             yield np.stack(
                 [
-                    _resized(read_image_file(file, channels)[None], size)[0]
+                    read_folder_image(file, image_shape, resize=size is not None)
                     for file in files[start : start + rows]
                 ]
             )

@@ -17,28 +17,37 @@ a few batches.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pixelcnn.files import atomic_write
+from pixelcnn.files import NotRegularFileError, atomic_write, open_regular, read_regular
+
+try:  # POSIX; elsewhere directories go unlocked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from .limits import DataFormatError, check_allocation
 from .readers import MAX_CLASSES, checked_labels, read_npy_header
 
 __all__ = [
     "MANIFEST",
+    "DirectoryLock",
     "IncompleteDatasetError",
     "PreparedSplit",
     "StoredImages",
     "images_path",
     "is_prepared",
     "labels_path",
+    "manifest_digest",
     "open_stored_images",
     "preparation_state",
     "read_manifest",
@@ -64,9 +73,38 @@ def labels_path(directory: Path, split: str) -> Path:
 
 def is_prepared(directory: Path) -> bool:
     """Whether ``directory`` holds a prepared dataset, finished or not (its manifest, or one
-    of the arrays ``prepare-data`` writes first)."""
+    of the arrays ``prepare-data`` writes first). Anything at those names counts, a FIFO or
+    a link too: reading it then says what is wrong with it, instead of the directory being
+    taken for a folder of images."""
     names = [MANIFEST] + [images_path(Path(), split).name for split in ("train", "test")]
-    return directory.is_dir() and any((directory / name).is_file() for name in names)
+    return directory.is_dir() and any(os.path.lexists(directory / name) for name in names)
+
+
+class DirectoryLock:
+    """An exclusive OS lock on a directory (``flock`` on the directory itself: no file to
+    leave behind, and the kernel releases it when the holder dies, even by SIGKILL). A
+    second writer of the same directory fails at once with one line: ``busy(directory)``.
+    ``train`` locks its run directory with it, ``prepare-data`` its ``--out``."""
+
+    def __init__(self, busy: Callable[[Path], str]) -> None:
+        self.busy = busy
+        self.fd: int | None = None
+
+    def acquire(self, directory: Path) -> None:
+        if self.fd is not None or fcntl is None:
+            return
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise FileExistsError(self.busy(Path(directory))) from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
 
 
 class StoredImages:
@@ -175,7 +213,9 @@ class StoredImages:
     def _handle(self):
         """This process's own file (a forked worker must not share the parent's offset)."""
         if self._file is None or self._pid != os.getpid():
-            self._file, self._pid = open(self.path, "rb"), os.getpid()  # noqa: SIM115
+            # opened again in every process: the file may have been swapped for a FIFO
+            # since it was checked, and a FIFO would block the reader forever
+            self._file, self._pid = open_regular(self.path), os.getpid()
         return self._file
 
     def __getstate__(self) -> dict[str, Any]:
@@ -189,10 +229,11 @@ def open_stored_images(path: Path, rows: int | None = None) -> StoredImages:
     """The images of a prepared ``.npy`` file, after checking its header and its size (a
     file cut short is refused here, not at the batch that reaches its end)."""
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # a FIFO or a device: refused, never waited on
             shape, fortran_order, dtype = read_npy_header(file, str(path))
             offset = file.tell()
-    except FileNotFoundError:
+            size = os.fstat(file.fileno()).st_size
+    except (FileNotFoundError, NotRegularFileError):
         raise
     except (OSError, ValueError) as exc:  # numpy's header reader raises ValueError
         raise DataFormatError(f"{path}: not a readable .npy file ({exc})") from exc
@@ -204,7 +245,6 @@ def open_stored_images(path: Path, rows: int | None = None) -> StoredImages:
     if 0 in shape[2:]:
         raise DataFormatError(f"{path}: images must have at least 1x1 pixels, got {shape}")
     expected = offset + math.prod(shape)
-    size = path.stat().st_size
     if size < expected:
         raise IncompleteDatasetError(
             f"{path}: holds {size} of its {expected} bytes (its preparation did not finish); "
@@ -229,14 +269,16 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     """The checked ``prepared.json`` of ``directory``; a directory without one is a
     preparation that did not finish (:class:`IncompleteDatasetError`)."""
     path = directory / MANIFEST
-    if not path.is_file():
+    try:
+        text = _read_small(path)
+    except FileNotFoundError:
         raise IncompleteDatasetError(
             f"{directory}: an incomplete prepared dataset (no {MANIFEST}: its preparation "
             "did not finish); run pixelcnn prepare-data again"
-        )
+        ) from None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        manifest = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise DataFormatError(f"{path}: not readable JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataFormatError(f"{path}: not a pixelcnn prepared-dataset manifest")
@@ -272,11 +314,11 @@ def preparation_state(directory: Path) -> str | None:
     """What ``prepared.json`` in ``directory`` says: None (there is none), "complete",
     "writing" (a preparation that did not finish) or "foreign" (not this library's)."""
     path = directory / MANIFEST
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = json.loads(_read_small(path).decode("utf-8"))
+    except (OSError, ValueError):  # a FIFO, a dangling link, not JSON: not this library's
         return "foreign"
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return "foreign"
@@ -301,16 +343,39 @@ def read_prepared_split(directory: Path, split: str) -> PreparedSplit:
 
 
 def _read_labels(path: Path, count: int) -> np.ndarray:
-    if not path.is_file():
-        raise IncompleteDatasetError(f"{path} is missing; run pixelcnn prepare-data again")
-    check_allocation(min(path.stat().st_size, 8 * count + 4096), f"{path}: labels")
     try:
-        labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataFormatError(f"{path}: not a readable .npy file ({exc})") from exc
+        file = open_regular(path)  # a FIFO or a device: refused, never waited on
+    except FileNotFoundError:
+        raise IncompleteDatasetError(
+            f"{path} is missing; run pixelcnn prepare-data again"
+        ) from None
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        check_allocation(min(size, 8 * count + 4096), f"{path}: labels")
+        try:
+            labels = np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataFormatError(f"{path}: not a readable .npy file ({exc})") from exc
     if labels.shape != (count,):
         raise DataFormatError(f"{path}: expected {count} labels, got shape {labels.shape}")
     return checked_labels(labels, path)
+
+
+# A manifest is JSON of a few counts and at most MAX_CLASSES class names (folder names of
+# at most 255 bytes, each \uXXXX-escaped in JSON): a larger file at its name is not one.
+_MANIFEST_BYTES = 128 << 20
+
+
+def _read_small(path: Path) -> bytes:
+    """The bytes of a manifest (a FIFO, a device or a huge file at its name is refused in
+    one line, never read without end)."""
+    return read_regular(path, _MANIFEST_BYTES, "prepared-dataset manifest")
+
+
+def manifest_digest(directory: Path) -> str:
+    """SHA-256 of ``directory``'s manifest: it names the source, the counts, the image shape
+    and the class names, so a directory prepared again from other data has another."""
+    return hashlib.sha256(_read_small(Path(directory) / MANIFEST)).hexdigest()
 
 
 def write_manifest(

@@ -4,7 +4,10 @@ itself: batches are a pure function of (seed, step), see ``batch_indices``.
 
 A checkpoint is a directory ``checkpoints/step_XXXXXXXX`` holding ``state.safetensors`` and
 ``state.json``. It is written under a temporary name and renamed into place, so a run killed
-mid-write leaves the previous checkpoints intact; only the newest ``keep`` are kept.
+mid-write leaves the previous checkpoints intact; only the newest ``keep`` are kept. The
+folders are reached by descriptor without following a link (a link planted at
+``checkpoints`` or at a checkpoint's name never redirects a write), the files are created
+anew at the umask's mode like every other file of a run, and only regular files are read.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel
 
-from pixelcnn.files import fsync_file
+from pixelcnn.files import NotWritableError, check_regular, open_directory, open_regular
 from pixelcnn.model import DensityModel, ModelConfig, check_finite, load_weights
 from pixelcnn.train.state_io import flatten_state, unflatten_state
 from pixelcnn.values import as_int
@@ -53,14 +56,10 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
     """Write ``checkpoint`` atomically under ``run_dir/checkpoints`` and prune old ones.
 
     A failed write (a full disk) removes its temporary folder and raises OSError naming
-    the checkpoint; the earlier checkpoints stay as they were."""
+    the checkpoint; the earlier checkpoints stay as they were. ``checkpoints`` (made if
+    missing) and every folder of it are reached without following a link."""
     root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"{_PREFIX}{checkpoint.step:08d}"
-    if final.exists() and not _is_laid_out(final):
-        raise FileExistsError(f"{final} exists and is not a pixelcnn checkpoint; move it away")
-    temp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
     skeleton, tensors = flatten_state(
         {
             "model": checkpoint.model,
@@ -74,20 +73,79 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, keep: int = 3) -> Pat
         }
     )
     meta = {"step": checkpoint.step, "model_config": checkpoint.model_config, "state": skeleton}
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     try:
-        temp.mkdir()
-        save_file(tensors, str(temp / STATE_TENSORS))
-        (temp / STATE_JSON).write_text(json.dumps(meta))
-        for name in (STATE_TENSORS, STATE_JSON):
-            fsync_file(temp / name)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(temp, final)
-    except (OSError, SafetensorError) as error:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise OSError(f"cannot write checkpoint {final}: {' '.join(str(error).split())}") from None
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        root_fd = open_directory(run_dir, (CHECKPOINT_DIR,), create=True)
+    except NotWritableError:
+        raise
+    except OSError as error:
+        raise OSError(f"cannot write checkpoint {final}: {error.strerror or error}") from None
+    try:
+        if os.path.lexists(final) and not _is_laid_out(final):
+            raise FileExistsError(f"{final} exists and is not a pixelcnn checkpoint; move it away")
+        temp = f".tmp-{final.name}-{os.getpid()}"
+        try:
+            _remove(root_fd, root, temp)  # a killed run's with this pid
+            _write_folder(root_fd, root / temp, tensors, json.dumps(meta))
+            _remove(root_fd, root, final.name)
+            os.replace(temp, final.name, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+            os.fsync(root_fd)
+        except (OSError, SafetensorError) as error:
+            _remove(root_fd, root, temp)
+            reason = " ".join(str(error).split())
+            raise OSError(f"cannot write checkpoint {final}: {reason}") from None
+        for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+            _remove(root_fd, root, old.name)
+    finally:
+        os.close(root_fd)
     return final
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+def _through(directory_fd: int, directory: Path) -> Path:
+    """A path of the directory open as ``directory_fd``: through the descriptor itself
+    where the system offers it (Linux's /proc), so a folder swapped for a link after it
+    was opened cannot redirect what is done in it."""
+    through = Path(f"/proc/self/fd/{directory_fd}")
+    return through if through.is_dir() else directory
+
+
+def _remove(root_fd: int, root: Path, name: str) -> None:
+    """Delete the folder ``name`` of the checkpoints folder, if there (rmtree refuses a
+    link at the name itself and never follows one inside)."""
+    shutil.rmtree(_through(root_fd, root) / name, ignore_errors=True)
+
+
+def _write_folder(root_fd: int, path: Path, tensors: dict[str, torch.Tensor], meta: str) -> None:
+    """A new folder ``path`` (its parent open as ``root_fd``), holding ``tensors``
+    (STATE_TENSORS) and ``meta`` (STATE_JSON), both synced. Made with ``mkdir`` (it fails
+    if anything is at the name), reached without following a link, its files created anew."""
+    name = path.name
+    os.mkdir(name, 0o777, dir_fd=root_fd)
+    folder = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=root_fd)
+    try:
+        created = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+        handle = os.open(STATE_JSON, created, 0o666, dir_fd=folder)  # the umask's mode
+        with os.fdopen(handle, "w") as file:
+            file.write(meta)
+            file.flush()
+            os.fsync(file.fileno())
+        # safetensors writes a file of its own (mode 0600) and renames it into place; it
+        # then gets the mode every other file of a run has: that of STATE_JSON just made
+        mode = os.stat(STATE_JSON, dir_fd=folder).st_mode & 0o777
+        save_file(tensors, str(_through(folder, path) / STATE_TENSORS))
+        handle = os.open(STATE_TENSORS, os.O_RDONLY | _NOFOLLOW, dir_fd=folder)
+        try:
+            os.fchmod(handle, mode)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 _COMPLETE = re.compile(rf"{_PREFIX}\d{{8}}")
@@ -109,12 +167,19 @@ def _holds_only_checkpoint_files(folder: Path) -> bool:
 def _is_laid_out(folder: Path) -> bool:
     """A complete checkpoint folder by its layout: the name, a state.json, and no file
     but a checkpoint's. Its contents are checked when it is loaded (a damaged newest
-    checkpoint is refused there, never skipped for an older one)."""
+    checkpoint is refused there, never skipped for an older one: a state.json that is a
+    FIFO or a link counts here, and is refused when read)."""
     return (
         bool(_COMPLETE.fullmatch(folder.name))
         and _holds_only_checkpoint_files(folder)
-        and (folder / STATE_JSON).is_file()
+        and os.path.lexists(folder / STATE_JSON)
     )
+
+
+def _read_json(path: Path) -> Any:
+    """JSON of a regular file (a FIFO at the name is refused, never waited on)."""
+    with open_regular(path) as file:
+        return json.loads(file.read().decode("utf-8"))
 
 
 def _is_own(folder: Path) -> bool:
@@ -123,7 +188,7 @@ def _is_own(folder: Path) -> bool:
     if not _is_laid_out(folder):
         return False
     try:
-        meta = json.loads((folder / STATE_JSON).read_text())
+        meta = _read_json(folder / STATE_JSON)
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(meta, dict) and {"step", "model_config", "state"} <= set(meta)
@@ -162,8 +227,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     ValueError naming it."""
     path = Path(path)
     try:
-        meta = json.loads((path / STATE_JSON).read_text())
-        tensors = load_file(str(path / STATE_TENSORS))
+        meta = _read_json(path / STATE_JSON)
+        # safetensors opens it by name: a FIFO is refused first, never waited on
+        tensors = load_file(str(check_regular(path / STATE_TENSORS)))
     except (OSError, UnicodeDecodeError, ValueError, SafetensorError) as error:
         raise ValueError(f"checkpoint {path} is unreadable: {error}") from None
     if not isinstance(meta, dict) or not {"step", "model_config", "state"} <= set(meta):

@@ -4,7 +4,9 @@ and the lock that keeps two trainings out of one directory.
 Files are recognised positively, never by name alone: a JSON file by its contents, a PNG by
 the tag this library writes into it, a checkpoint by its layout. ``--force`` removes what
 is recognised and nothing else; a file at a run's name that is not recognised stops a new
-run before anything is written, so it is never replaced or deleted.
+run before anything is written, so it is never replaced or deleted. Only regular files are
+read (a FIFO would block its reader forever), and a link or a FIFO at a run's name stops a
+resumed run too, before anything is read or written through it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from typing import Any
 
 from safetensors import safe_open
 
-from pixelcnn.files import atomic_write, remove_stale_temporaries
+from pixelcnn.data.stored import DirectoryLock
+from pixelcnn.files import (
+    atomic_write,
+    check_regular,
+    open_regular,
+    read_regular,
+    remove_stale_temporaries,
+)
 from pixelcnn.model import CONFIG_FILE, FORMAT_NAME, WEIGHTS_FILE
 from pixelcnn.pictures import png_kind
 from pixelcnn.train.checkpoint import CHECKPOINT_DIR, own_checkpoint_entries
@@ -26,21 +35,26 @@ from pixelcnn.train.loop import CURVE_FILE, METRICS_FILE
 from pixelcnn.train.metrics import CURVE_KIND
 from pixelcnn.train.tensorboard import TENSORBOARD_DIR, own_event_files
 
-try:  # POSIX; elsewhere runs go unlocked
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
 ARGS_FILE = "train_args.json"
 SAMPLES_FILE = "samples.png"
 COMPLETIONS_FILE = "completions.png"  # pixelcnn complete's default output
 SAMPLES_KIND, COMPLETIONS_KIND = "samples", "completions"  # their PNG tags
 
 
+# A run's JSON files (arguments, config) are a few hundred bytes; a larger one is not ours.
+_JSON_BYTES = 1 << 20
+
+
+def _text(path: Path) -> str:
+    """The text of a regular file (a FIFO at the name is refused, never waited on)."""
+    with open_regular(path) as file:
+        return file.read().decode("utf-8")
+
+
 def _json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        return json.loads(read_regular(path, _JSON_BYTES, "run's JSON file"))
+    except (OSError, ValueError):  # (UnicodeDecodeError is a ValueError)
         return None
 
 
@@ -57,7 +71,7 @@ def _own_config(path: Path) -> bool:
 def _own_weights(path: Path) -> bool:
     """Weights tagged by this library, or (written before the tag) beside its config."""
     try:
-        with safe_open(str(path), "pt") as weights:
+        with safe_open(str(check_regular(path)), "pt") as weights:
             tag = (weights.metadata() or {}).get("format")
     except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
         return False
@@ -66,7 +80,7 @@ def _own_weights(path: Path) -> bool:
 
 def _own_metrics(path: Path) -> bool:
     try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in _text(path).splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError):
         return False
     # the last line may be torn by a kill, but the first must be a whole record
@@ -135,6 +149,31 @@ def foreign_entries(run_dir: Path) -> list[Path]:
     return foreign
 
 
+def check_resumable(run_dir: Path) -> None:
+    """Refuse, before anything of a run is read or written, a link or anything but a
+    regular file at a run file's name (a folder's: anything but a real folder): a resumed
+    run appends to its files and replaces others, and would write through a link or wait
+    on a FIFO forever. Files that are not recognised are left to the reader that needs
+    them (an untagged old picture is no reason to stop a run)."""
+    run_dir = Path(run_dir)
+    for name in RUN_FILES:
+        path = run_dir / name
+        if os.path.islink(path):
+            raise ValueError(
+                f"{path} is a symbolic link, which a resumed run never reads or writes "
+                "through; move it away"
+            )
+        if os.path.lexists(path):
+            check_regular(path)  # "... is a FIFO, not a regular file"
+    for name in RUN_FOLDERS:
+        path = run_dir / name
+        if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
+            raise ValueError(
+                f"{path} is a symbolic link or not a folder, which a resumed run never "
+                "writes through; move it away"
+            )
+
+
 def holds_run(run_dir: Path) -> bool:
     return bool(own_entries(run_dir))
 
@@ -191,40 +230,51 @@ def write_run_args(run_dir: Path, args: dict[str, Any]) -> None:
 def read_run_args(run_dir: Path) -> dict[str, Any]:
     """The training arguments a run was started with; ValueError when unreadable."""
     path = Path(run_dir) / ARGS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a training run (no {ARGS_FILE})")
+    try:  # a FIFO, a device or a huge file: refused in one line, never waited on
+        text = read_regular(path, _JSON_BYTES, "run's arguments file")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{run_dir} is not a training run (no {ARGS_FILE})") from None
     try:
-        args = json.loads(path.read_text())
-    except (UnicodeDecodeError, ValueError) as error:
+        args = json.loads(text)
+    except ValueError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(args, dict):
         raise ValueError(f"{path} does not hold training arguments")
     return args
 
 
-class RunLock:
-    """An exclusive OS lock on a run directory (``flock`` on the directory itself: no
-    file to leave behind, and the kernel releases it when the holder dies, even by
-    SIGKILL). A second training of the same directory fails at once with one line."""
+class RunLock(DirectoryLock):
+    """An exclusive OS lock on a run directory (:class:`DirectoryLock`, the lock
+    ``prepare-data`` takes on its directory too). A second training of the same directory
+    fails at once with one line."""
 
     def __init__(self) -> None:
-        self.fd: int | None = None
+        super().__init__(
+            lambda run_dir: (
+                f"{run_dir} is in use by another pixelcnn train; wait for it to "
+                "finish or choose another --out"
+            )
+        )
 
-    def acquire(self, run_dir: Path) -> None:
-        if self.fd is not None or fcntl is None:
-            return
-        fd = os.open(run_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise FileExistsError(
-                f"{run_dir} is in use by another pixelcnn train; wait for it to finish "
-                "or choose another --out"
-            ) from None
-        self.fd = fd
 
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the lock
-            self.fd = None
+DATA_FINGERPRINT = "data_fingerprint"  # the key in train_args.json
+
+
+def check_same_data(stored: Any, current: dict[str, Any], data: str, source: Path) -> None:
+    """Refuse to resume on data other than the run's: ``stored`` is the fingerprint the
+    run recorded (:func:`pixelcnn.data.datasets.data_fingerprint`; None for a run from
+    before fingerprints, which cannot be checked), ``current`` the data's now."""
+    if stored is None:
+        return
+    if not isinstance(stored, dict):
+        raise ValueError(f"{source}: {DATA_FINGERPRINT} is {stored!r}, not a fingerprint")
+    differ = [
+        f"{key} {stored.get(key)!r} then, {current.get(key)!r} now"
+        for key in sorted(set(stored) | set(current))
+        if stored.get(key) != current.get(key)
+    ]
+    if differ:
+        raise ValueError(
+            f"--data {data} is not the data this run was trained on ({'; '.join(differ)}); "
+            "resume on the same data, or start a new run (another --out, or --force)"
+        )
