@@ -16,17 +16,15 @@ import torch
 import pixelcnn
 from pixelcnn.cli.main import check_stored_arguments
 from pixelcnn.cli.outputs import check_output
-from pixelcnn.data import ImageDataset, load_dataset, read_image_file, resize_images
+from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.data.datasets import (
-    DATASETS,
     SPLITS,
-    canonical_name,
     data_fingerprint,
-    downsampled_imagenet_files,
+    is_image_folder,
 )
 from pixelcnn.data.prepare import prepare_dataset
-from pixelcnn.data.readers import image_folder_files, read_image_files
-from pixelcnn.data.stored import StoredImages, is_prepared, read_manifest
+from pixelcnn.data.readers import image_folder_files
+from pixelcnn.data.stored import StoredImages, read_manifest
 from pixelcnn.evaluate import evaluate
 from pixelcnn.files import check_writable, remove_stale_temporaries
 from pixelcnn.networks import hyperparameter_names
@@ -511,86 +509,6 @@ class ScoringData:
     described: str
 
 
-def is_image_folder(name: str | Path) -> bool:
-    """Whether the data ``name`` is a folder of picture files: not a registered name, a
-    prepared dataset or a folder of downsampled-ImageNet batches."""
-    if isinstance(name, str) and canonical_name(name) in DATASETS:
-        return False
-    path = Path(name).expanduser()
-    if not path.is_dir() or is_prepared(path):
-        return False
-    return not any(downsampled_imagenet_files(path, split) for split in SPLITS)
-
-
-def load_scoring_data(
-    name: str, split: str, root: str | None, size: int | tuple[int, int] | None
-) -> ImageDataset:
-    """One split of ``name`` (as :func:`load_dataset`), or with ``split`` "all" every image:
-    an image folder's every file in its reading order (train/ then test/ when it has
-    them), named relative to it; any other data's train split then its test split (a
-    prepared dataset's read into memory, checked against the memory available first)."""
-    if split != "all":
-        return load_dataset(name, split=split, root=root, size=size)
-    if is_image_folder(name):
-        return _whole_folder(Path(name).expanduser(), size)
-    parts = [load_dataset(name, split=part, root=root, size=size) for part in SPLITS]
-    arrays = [np.asarray(part.images) for part in parts]
-    if arrays[0].shape[1:] != arrays[1].shape[1:]:
-        raise ValueError(
-            f"{name}: its train images are {list(arrays[0].shape[1:])} and its test images "
-            f"{list(arrays[1].shape[1:])}; use --size, or one --split"
-        )
-    labels = None
-    if all(part.labels is not None for part in parts):
-        labels = np.concatenate([part.labels for part in parts])
-    sources = [  # each row says which split it came from
-        f"{part.split}/{part.sources[i] if part.sources else i}"
-        for part in parts
-        for i in range(len(part))
-    ]
-    return ImageDataset(
-        np.concatenate(arrays), labels, parts[0].name, "all", parts[0].class_names, sources
-    )
-
-
-def _whole_folder(path: Path, size: int | tuple[int, int] | None) -> ImageDataset:
-    """Every picture of the image folder ``path``, in reading order (its train/ then test/
-    subfolder when it has them), resized to ``size`` when given."""
-    splits = [part for part in SPLITS if (path / part).is_dir()]
-    files: list[Path] = []
-    labels: list[np.ndarray] | None = []
-    class_names = None
-    for position, folder in enumerate([path / part for part in splits] or [path]):
-        found, found_labels, found_classes = image_folder_files(folder)
-        if position and found_classes != class_names:
-            raise ValueError(
-                f"{path}: train/ and test/ hold different class subfolders, so their labels "
-                "differ; score one --split at a time"
-            )
-        files += found
-        class_names = found_classes
-        labels = None if found_labels is None or labels is None else [*labels, found_labels]
-    images = _read_pictures(files, size)
-    return ImageDataset(
-        images,
-        np.concatenate(labels) if labels else None,
-        path.name,
-        "all",
-        class_names,
-        [str(file.relative_to(path)) for file in files],
-    )
-
-
-def _read_pictures(files: list[Path], size: int | tuple[int, int] | None) -> np.ndarray:
-    """uint8 [N, C, H, W] of picture ``files``: grey ones made RGB when any is in colour;
-    each resized as it is read when ``size`` is given, else all must share one size."""
-    if size is None:
-        return read_image_files(files)
-    pictures = [resize_images(read_image_file(file)[None], size)[0] for file in files]
-    channels = max(len(picture) for picture in pictures)
-    return np.stack([np.repeat(p, channels // len(p), axis=0) for p in pictures])
-
-
 def describe_images(name: str, split: str, count: int, available: int) -> str:
     """Which images a command used, in words: how many (of how many), of what data and
     which split; for an image folder, which of its files."""
@@ -633,7 +551,7 @@ def _eval_split(args: argparse.Namespace, model, command: str = "eval") -> Scori
     split = args.split
     if split is None:  # a folder a user names to score: every one of its files
         split = "all" if command == "score" and args.data and is_image_folder(data) else "test"
-    dataset = load_scoring_data(data, split, data_dir, size)
+    dataset = load_dataset(data, split, root=data_dir, size=size)
     images = in_memory_or_stored(dataset.images[: args.limit])
     labels, sources = dataset.labels, dataset.sources
     if model.condition_spec and labels is None:
@@ -748,7 +666,7 @@ def _ood_images(
     first N: a split sorted by class (mnist5k's test split) would give one or two
     classes."""
     split = args.split or "test"
-    dataset = load_scoring_data(name, split, data_dir, args.size)
+    dataset = load_dataset(name, split, root=data_dir, size=args.size)
     available = len(dataset)
     chosen = None
     if args.limit is not None and args.limit < available:

@@ -161,9 +161,14 @@ def _refuse_empty(images: np.ndarray, source: object, split: str) -> None:
         raise DataFormatError(f"{source}: the {split} split has no images")
 
 
+# Every image of a dataset: an image folder's every file in its reading order (train/ then
+# test/ when it has them), any other dataset's train split then its test split.
+EVERY_SPLIT = "all"
+
+
 def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if split not in (*SPLITS, EVERY_SPLIT):
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join((*SPLITS, EVERY_SPLIT))}")
 
 
 def _not_found(spec: DatasetSpec, detail: str) -> DatasetNotFoundError:
@@ -611,10 +616,68 @@ def read_folder_image(file: Path, image_shape: tuple[int, int, int], resize: boo
     return image
 
 
+def is_image_folder(name: str | os.PathLike) -> bool:
+    """Whether the data ``name`` is a folder of picture files: not a registered name, a
+    prepared dataset or a folder of downsampled-ImageNet batches."""
+    if isinstance(name, str) and canonical_name(name) in DATASETS:
+        return False
+    path = Path(os.fspath(name)).expanduser()
+    if not path.is_dir() or is_prepared(path):
+        return False
+    return not any(downsampled_imagenet_files(path, split) for split in SPLITS)
+
+
+def folder_every_file(path: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
+    """Every image file of a folder in reading order (its train/ then test/ subfolder when
+    it has them), with labels and class names as :func:`folder_split_files` gives them."""
+    parts = [path / split for split in SPLITS if (path / split).is_dir()] or [path]
+    files, labels, class_names = [], [], None
+    for position, folder in enumerate(parts):
+        found, found_labels, found_classes = image_folder_files(folder)
+        if position and found_classes != class_names:
+            raise DataFormatError(
+                f"{path}: train/ and test/ hold different class subfolders, so their labels "
+                "differ; use one split at a time"
+            )
+        files += found
+        class_names = found_classes
+        labels = None if found_labels is None or labels is None else [*labels, found_labels]
+    return files, (np.concatenate(labels) if labels else None), class_names
+
+
+def _load_every_split(name, root, download: bool, size) -> ImageDataset:
+    """Every image of ``name``, not an image folder (see :data:`EVERY_SPLIT`): its train
+    then its test split, in memory (a prepared set's arrays are checked against the free
+    memory as they are read); each row's source is ``train/i`` or ``test/i``."""
+    parts = [load_dataset(name, part, root, download, size) for part in SPLITS]
+    arrays = [np.asarray(part.images) for part in parts]
+    if arrays[0].shape[1:] != arrays[1].shape[1:]:
+        raise DataFormatError(
+            f"{name}: its train images are {list(arrays[0].shape[1:])} and its test images "
+            f"{list(arrays[1].shape[1:])}; give a size (--size H W), or use one split"
+        )
+    labels = None
+    if all(part.labels is not None for part in parts):
+        labels = np.concatenate([part.labels for part in parts])
+    sources = [
+        f"{part.split}/{part.sources[i] if part.sources else i}"
+        for part in parts
+        for i in range(len(part.images))
+    ]
+    name_of = parts[0].name
+    return ImageDataset(
+        np.concatenate(arrays), labels, name_of, EVERY_SPLIT, parts[0].class_names, sources
+    )
+
+
 def _load_folder_path(path: Path, split: str, size) -> ImageDataset:
-    """An image folder, split as :func:`folder_split_files` says; with ``size``, each
-    image is resized as it is read (mixed sizes are fine then), as ``prepare-data`` does."""
-    files, labels, class_names, root = folder_split_files(path, split)
+    """An image folder, split as :func:`folder_split_files` says (every file for
+    :data:`EVERY_SPLIT`); with ``size``, each image is resized as it is read (mixed sizes
+    are fine then), as ``prepare-data`` does."""
+    if split == EVERY_SPLIT:
+        (files, labels, class_names), root = folder_every_file(path), path
+    else:
+        files, labels, class_names, root = folder_split_files(path, split)
     shape = folder_image_shape(files, size)
     check_allocation(len(files) * math.prod(shape), f"{path}: {len(files)} images of {shape}")
     images = np.empty((len(files), *shape), dtype=np.uint8)
@@ -640,7 +703,9 @@ def load_dataset(
     download: bool = True,
     size: int | tuple[int, int] | None = None,
 ) -> ImageDataset:
-    """Load one split of a dataset as ``uint8 [N, C, H, W]`` images and labels.
+    """Load one split of a dataset as ``uint8 [N, C, H, W]`` images and labels (``split``:
+    "train", "test", or "all" for every image: an image folder's every file in reading
+    order, any other dataset's train split then its test split).
 
     ``name`` is a registered name (see ``available_datasets()``), a path to an ``.npz`` file
     with ``x_train``/``x_test`` (+ optional ``y_*``) arrays, a folder of images (optionally
@@ -657,6 +722,9 @@ def load_dataset(
     """
     if size is not None:
         output_size(size)  # a bad size is refused before anything is read
+    _check_split(split)
+    if split == EVERY_SPLIT and not is_image_folder(name):
+        return _load_every_split(name, root, download, size)
     dataset = _load_unresized(name, split, root, download, size)
     # Each loader refuses an empty split naming its file; this covers any loader added later.
     _refuse_empty(dataset.images, os.fspath(name), split)
