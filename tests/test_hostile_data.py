@@ -22,8 +22,8 @@ from pixelcnn.data import prepare as prepare_module
 from pixelcnn.data import stored as stored_module
 from pixelcnn.data.loader import consecutive_batches, read_batches
 from pixelcnn.data.prepare import prepare_dataset
-from pixelcnn.data.stored import MANIFEST, DirectoryLock, IncompleteDatasetError
-from pixelcnn.files import NotWritableError
+from pixelcnn.data.stored import MANIFEST, IncompleteDatasetError
+from pixelcnn.files import DirectoryLock, NotWritableError
 from pixelcnn.train.checkpoint import CHECKPOINT_DIR, list_checkpoints, save_checkpoint
 
 RNG = np.random.default_rng(7)

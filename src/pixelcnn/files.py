@@ -17,6 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+try:  # POSIX; elsewhere directories go unlocked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 
 def fsync_file(path: str | os.PathLike) -> None:
     """Force a written file's bytes to disk."""
@@ -248,3 +253,30 @@ def check_writable(path: str | os.PathLike) -> None:
         raise NotWritableError(f"cannot write {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK):
         raise NotWritableError(f"cannot write {path}: {parent} is not writable")
+
+
+class DirectoryLock:
+    """An exclusive OS lock on a directory (``flock`` on the directory itself: no file to
+    leave behind, and the kernel releases it when the holder dies, even by SIGKILL). A
+    second writer of the same directory fails at once with one line: ``busy(directory)``.
+    ``train`` locks its run directory with it, ``prepare-data`` its ``--out``."""
+
+    def __init__(self, busy: Callable[[Path], str]) -> None:
+        self.busy = busy
+        self.fd: int | None = None
+
+    def acquire(self, directory: Path) -> None:
+        if self.fd is not None or fcntl is None:
+            return
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise FileExistsError(self.busy(Path(directory))) from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None

@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from pixelcnn.files import atomic_write, is_stale_temporary, remove_stale_temporaries
+from pixelcnn.files import (
+    DirectoryLock,
+    atomic_write,
+    is_stale_temporary,
+    remove_stale_temporaries,
+)
 
 from .datasets import (
     DATASETS,
@@ -55,7 +60,6 @@ from .readers import (
 )
 from .stored import (
     MANIFEST,
-    DirectoryLock,
     images_path,
     is_prepared,
     labels_path,

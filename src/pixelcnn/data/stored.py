@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,17 +29,11 @@ import numpy as np
 
 from pixelcnn.files import NotRegularFileError, atomic_write, open_regular, read_regular
 
-try:  # POSIX; elsewhere directories go unlocked
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
 from .limits import DataFormatError, check_allocation
 from .readers import MAX_CLASSES, checked_labels, read_npy_header
 
 __all__ = [
     "MANIFEST",
-    "DirectoryLock",
     "IncompleteDatasetError",
     "PreparedSplit",
     "StoredImages",
@@ -78,33 +71,6 @@ def is_prepared(directory: Path) -> bool:
     taken for a folder of images."""
     names = [MANIFEST] + [images_path(Path(), split).name for split in ("train", "test")]
     return directory.is_dir() and any(os.path.lexists(directory / name) for name in names)
-
-
-class DirectoryLock:
-    """An exclusive OS lock on a directory (``flock`` on the directory itself: no file to
-    leave behind, and the kernel releases it when the holder dies, even by SIGKILL). A
-    second writer of the same directory fails at once with one line: ``busy(directory)``.
-    ``train`` locks its run directory with it, ``prepare-data`` its ``--out``."""
-
-    def __init__(self, busy: Callable[[Path], str]) -> None:
-        self.busy = busy
-        self.fd: int | None = None
-
-    def acquire(self, directory: Path) -> None:
-        if self.fd is not None or fcntl is None:
-            return
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise FileExistsError(self.busy(Path(directory))) from None
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the lock
-            self.fd = None
 
 
 class StoredImages:

@@ -20,8 +20,8 @@ from typing import Any
 
 from safetensors import safe_open
 
-from pixelcnn.data.stored import DirectoryLock
 from pixelcnn.files import (
+    DirectoryLock,
     atomic_write,
     check_regular,
     open_regular,
