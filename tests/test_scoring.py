@@ -270,3 +270,19 @@ def test_a_channel_mismatch_says_what_can_fix_it(run, tmp_path, capsys):
     assert "--size changes only the height and width" in err
     assert "use grey images, or a model trained on RGB ones" in err
     assert "(use --size)" not in err
+
+
+def test_no_score_output_replaces_a_file_of_the_data_it_reads(run, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for k in range(3):  # pictures named as the heatmaps would be
+        Image.new("L", (8, 8), 60 * k).save(folder / f"heatmap_{k:06d}.png")
+    (folder / "notes.csv").write_text("index,source,nats,bits_per_dim\n")
+    before = tree(folder)
+    base = ["score", str(run), "--data", str(folder), "--quiet", "--overwrite"]
+    assert main([*base, "--out", str(tmp_path / "s.csv"), "--heatmaps", str(folder)]) == 2
+    assert main([*base, "--out", str(folder / "notes.csv")]) == 2
+    assert tree(folder) == before
+    # a new file inside the folder is no input: written
+    assert main([*base, "--out", str(folder / "scores.csv")]) == 0
+    assert set(tree(folder)) == {*before, "scores.csv"}

@@ -623,7 +623,8 @@ def run_score(args: argparse.Namespace) -> None:
     """One row per image, and with --heatmaps a picture of each (or the --top K most
     surprising) image beside its per-pixel NLL, plus a grid of the extremes."""
     out = check_score_path(args.out)
-    check_output(out, "scores", args.overwrite, earlier=is_score_file)
+    inputs = [args.data] if args.data else []  # never replaced, nor any file inside it
+    check_output(out, "scores", args.overwrite, inputs=inputs, earlier=is_score_file)
     model = load_run_model(args.run)
     data = _eval_split(args, model, command="score")
     images, labels = data.images, data.labels
@@ -639,7 +640,7 @@ def run_score(args: argparse.Namespace) -> None:
         targets = [heatmaps / f"heatmap_{index:06d}.png" for index in chosen]
         grid = heatmaps / "extremes.png"
         for target in [*targets, grid]:  # every picture's place, before any is drawn
-            check_output(target, HEATMAP_KIND, args.overwrite)
+            check_output(target, HEATMAP_KIND, args.overwrite, inputs=inputs)
         heatmaps.mkdir(parents=True, exist_ok=True)
         for index, target in zip(chosen, targets, strict=True):
             cond = None if condition is None else condition[index : index + 1]

@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel
 
-from pixelcnn.files import NotWritableError, check_regular, open_directory, open_regular
+from pixelcnn.files import NotWritableError, check_regular, open_directory, read_regular
 from pixelcnn.model import DensityModel, ModelConfig, check_finite, load_weights
 from pixelcnn.train.state_io import flatten_state, unflatten_state
 from pixelcnn.values import as_int
@@ -176,10 +176,15 @@ def _is_laid_out(folder: Path) -> bool:
     )
 
 
+# A checkpoint's state.json holds counters and random-number states: kilobytes. A larger
+# one (a crafted or foreign file of gigabytes) is refused before it is read.
+_STATE_JSON_BYTES = 64 << 20
+
+
 def _read_json(path: Path) -> Any:
-    """JSON of a regular file (a FIFO at the name is refused, never waited on)."""
-    with open_regular(path) as file:
-        return json.loads(file.read().decode("utf-8"))
+    """JSON of a regular file (a FIFO at the name is refused, never waited on; a huge one
+    too, never read)."""
+    return json.loads(read_regular(path, _STATE_JSON_BYTES, "checkpoint's state").decode())
 
 
 def _is_own(folder: Path) -> bool:
