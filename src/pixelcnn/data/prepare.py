@@ -104,6 +104,28 @@ def prepare_dataset(
     ``log`` hears what the user should know and did not ask for (how a folder was split).
     """
     out = Path(out)
+    lock = DirectoryLock(lambda d: f"another prepare-data is writing {d}; wait for it to finish")
+    if out.is_dir():  # before looking in it: another writer's half-made files are its own
+        lock.acquire(out)
+    try:
+        return _prepare_locked(source, out, size, root, force, progress, log, lock)
+    finally:
+        lock.release()
+
+
+def _prepare_locked(
+    source: str | os.PathLike,
+    out: Path,
+    size: int | tuple[int, int] | None,
+    root: str | os.PathLike | None,
+    force: bool,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    lock: DirectoryLock,
+) -> Path:
+    """:func:`prepare_dataset` holding ``lock`` on ``out`` where it exists (taken as soon
+    as ``out`` is made, and ``out`` checked again then: another preparation may have made
+    it meanwhile)."""
     _check_out(out, force)
     splits, class_names = _sources(source, size, root, log or (lambda _: None))
     shapes = {split.image_shape for split in splits.values()}
@@ -114,29 +136,25 @@ def prepare_dataset(
         for name, split in splits.items()
     }
     image_shape, source_name = shapes.pop(), os.fspath(source)
-    out.mkdir(parents=True, exist_ok=True)
-    lock = DirectoryLock(lambda d: f"another prepare-data is writing {d}; wait for it to finish")
-    lock.acquire(out)
-    try:
-        # checked again under the lock: another preparation may have finished meanwhile
+    if lock.fd is None:
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire(out)
         _check_out(out, force)
-        remove_stale_temporaries(out, _OUR_FILES)
-        # from here on the directory is an unfinished preparation of this command
-        write_manifest(out, entries, image_shape, class_names, source_name, complete=False)
-        for name, split in splits.items():
-            _write_images(images_path(out, name), split, f"{name}", progress)
-            if split.labels is not None:
-                _write_labels(labels_path(out, name), split.labels)
-            else:
-                labels_path(out, name).unlink(missing_ok=True)
-        for name in set(SPLITS) - set(splits):  # a split the source lacks: none left behind
-            # (unlink never follows a link: it would remove the link, not its target; and
-            # _check_out refused links at these names anyway)
-            images_path(out, name).unlink(missing_ok=True)
+    remove_stale_temporaries(out, _OUR_FILES)
+    # from here on the directory is an unfinished preparation of this command
+    write_manifest(out, entries, image_shape, class_names, source_name, complete=False)
+    for name, split in splits.items():
+        _write_images(images_path(out, name), split, f"{name}", progress)
+        if split.labels is not None:
+            _write_labels(labels_path(out, name), split.labels)
+        else:
             labels_path(out, name).unlink(missing_ok=True)
-        return write_manifest(out, entries, image_shape, class_names, source_name)
-    finally:
-        lock.release()
+    for name in set(SPLITS) - set(splits):  # a split the source lacks: none left behind
+        # (unlink never follows a link: it would remove the link, not its target; and
+        # _check_out refused links at these names anyway)
+        images_path(out, name).unlink(missing_ok=True)
+        labels_path(out, name).unlink(missing_ok=True)
+    return write_manifest(out, entries, image_shape, class_names, source_name)
 
 
 def _check_out(out: Path, force: bool) -> None:
