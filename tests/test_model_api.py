@@ -142,3 +142,16 @@ def test_quantize_snaps_raw_images_to_the_model_levels():
     assert set(snapped.unique().tolist()) <= {0, 255}
     assert torch.equal(snapped.flatten() == 255, torch.from_numpy(raw.flatten() >= 128))
     assert torch.isfinite(model.log_prob(snapped)).all()
+
+
+def test_a_loaded_model_scores_exactly_and_repeatably_even_with_dropout(tmp_path):
+    """pixelcnn.load gives a model for use: dropout off, so log_prob is the likelihood, the
+    same every call (in training mode a dropout network's output is a random draw)."""
+    model = pixelcnn.create("pixelcnnpp", (1, 8, 8), preset="tiny", dropout=0.5)
+    model.save(tmp_path / "m")
+    loaded = pixelcnn.load(tmp_path / "m")
+    images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
+    with torch.no_grad():
+        first, second = loaded.log_prob(images), loaded.log_prob(images)
+        assert torch.equal(first, second)
+        assert torch.equal(first, model.eval().log_prob(images))

@@ -485,7 +485,9 @@ def create(
 
 
 def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> DensityModel:
-    """Rebuild a model saved with :meth:`DensityModel.save`. Never unpickles anything."""
+    """Rebuild a model saved with :meth:`DensityModel.save`. Never unpickles anything.
+    The model comes in evaluation mode (dropout off: ``log_prob`` is the exact, repeatable
+    likelihood); ``model.train()`` before fine-tuning it."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not (os.path.lexists(config_path) and os.path.lexists(weights_path)):
@@ -505,7 +507,7 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     except (SafetensorError, OSError, ValueError) as error:
         raise ValueError(f"{weights_path} is not a readable safetensors file: {error}") from None
     load_weights(model, state, source=str(weights_path))
-    return model
+    return model.eval()
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -8,7 +8,7 @@ import sys
 import warnings
 from typing import Any
 
-from pixelcnn.cli import coding_command, receptive_field_command
+from pixelcnn.cli import coding_command, convert_command, receptive_field_command
 from pixelcnn.cli.arguments import OVERWRITE_HELP, RESIZE_HELP, ImageSize, count, number, path
 from pixelcnn.data.loader import DEFAULT_WORKERS
 from pixelcnn.evaluate import BF16_TOLERANCE, SCORING_PRECISIONS
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(commands)
     receptive_field_command.add_parser(commands)
     coding_command.add_parsers(commands)
+    convert_command.add_parser(commands)
     _show_defaults(parser)
     return parser
 
@@ -515,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "receptive-field": receptive_field_command.run,
         "compress": coding_command.run_compress,
         "decompress": coding_command.run_decompress,
+        "convert": convert_command.run,
     }
     try:
         with warnings.catch_warnings():
