@@ -23,12 +23,6 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 
-def fsync_file(path: str | os.PathLike) -> None:
-    """Force a written file's bytes to disk."""
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 TEMP_MARK = "pixelcnn-partial"  # in every temporary name: no user's file carries it
 
 
@@ -157,7 +151,7 @@ def open_directory(root: str | os.PathLike, parts: Sequence[str] = (), create: b
         raise
 
 
-def _fd_path(directory_fd: int, directory: Path, name: str) -> str:
+def fd_path(directory_fd: int, directory: Path, name: str) -> str:
     """A path naming ``name`` in the directory open as ``directory_fd``: through the
     descriptor itself where the system offers it (Linux's /proc), so a folder swapped for
     a link after it was opened cannot redirect the write."""
@@ -197,7 +191,7 @@ def atomic_write(
         handle = os.open(temp, flags, 0o666, dir_fd=directory)
         os.close(handle)
         try:
-            write(_fd_path(directory, path.parent, temp))
+            write(fd_path(directory, path.parent, temp))
             descriptor = os.open(temp, os.O_RDONLY | _NOFOLLOW | _CLOEXEC, dir_fd=directory)
             try:
                 os.fsync(descriptor)
@@ -240,15 +234,22 @@ def remove_stale_temporaries(directory: str | os.PathLike, names: Iterable[str])
     return stale
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """The nearest folder above ``path`` that exists (or a file in the way): where a write
+    to ``path`` starts, making the folders below it (see ``atomic_write``'s ``inside``)."""
+    parent = Path(path).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Refuse, before any work is done, a file path that could not be written: it names a
     directory, an ancestor is a file, or the nearest existing directory is read-only."""
     path = Path(path)
     if path.is_dir():
         raise NotWritableError(f"cannot write {path}: it is a directory")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(path)
     if not parent.is_dir():
         raise NotWritableError(f"cannot write {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK):

@@ -128,16 +128,16 @@ def check_images_fit(model, images: np.ndarray) -> None:
 
 def run_compress(args: argparse.Namespace) -> None:
     from pixelcnn.cli.commands import load_run_model
-    from pixelcnn.cli.outputs import check_output, existing_folder
+    from pixelcnn.cli.outputs import check_output
     from pixelcnn.coding import DEFAULT_BATCH, compress
     from pixelcnn.coding.container import is_compressed_file
-    from pixelcnn.files import atomic_write
+    from pixelcnn.files import atomic_write, nearest_existing
 
     # before any work: the output may not be an input, nor anything it must not replace
     out = check_output(
         args.out, "compressed", args.overwrite, inputs=args.inputs, earlier=is_compressed_file
     )
-    folder = existing_folder(out)  # missing folders below it are made when writing
+    folder = nearest_existing(out)  # missing folders below it are made when writing
     model = load_run_model(args.run)
     read = read_inputs(args.inputs, args.split)
     images = np.asarray(read.images[: args.limit])  # a prepared set: read from disk
@@ -217,10 +217,10 @@ def run_decompress(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from pixelcnn.cli.commands import load_run_model
-    from pixelcnn.cli.outputs import check_output, existing_folder
+    from pixelcnn.cli.outputs import check_output
     from pixelcnn.coding import decompress, unpack
     from pixelcnn.coding.container import check_decoded_memory, read_file
-    from pixelcnn.files import atomic_write
+    from pixelcnn.files import atomic_write, nearest_existing
     from pixelcnn.pictures import save_png
 
     data = read_file(args.file)  # a FIFO, a device or a foreign file: refused unread
@@ -237,7 +237,7 @@ def run_decompress(args: argparse.Namespace) -> None:
         check_output(
             out, DECOMPRESSED_KIND, args.overwrite, inputs=[args.file], earlier=is_decompressed_npz
         )
-        folder = existing_folder(out)
+        folder = nearest_existing(out)
         targets = []
     else:
         if out.exists() and not out.is_dir():

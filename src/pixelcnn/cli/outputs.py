@@ -59,13 +59,3 @@ def check_output(
             f"{path} exists and is not an earlier {kind} output; pass --overwrite to replace it"
         )
     return path
-
-
-def existing_folder(path: str | os.PathLike) -> Path:
-    """The nearest folder above ``path`` that exists: where a write to ``path`` starts,
-    making the folders below it (without following links; see ``atomic_write``'s
-    ``inside``) only when the output is ready."""
-    folder = Path(path).parent
-    while not folder.is_dir() and folder != folder.parent:
-        folder = folder.parent
-    return folder

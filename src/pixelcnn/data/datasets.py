@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from pixelcnn.files import check_regular, open_regular
+from pixelcnn.files import check_regular
 
-from .download import DownloadError, default_cache_dir, download_file
+from .download import DownloadError, default_cache_dir, download_file, file_digest
 from .limits import check_allocation
 from .readers import (
     CIFAR10_ARCHIVE as _CIFAR_ARCHIVE,
@@ -503,7 +503,7 @@ def data_fingerprint(
     elif is_prepared(path):
         fingerprint["manifest_sha256"] = manifest_digest(path)
     elif path.is_file():  # read whole when loaded anyway: a digest costs as much again
-        fingerprint["file_sha256"] = _file_digest(path)
+        fingerprint["file_sha256"] = file_digest(path, hashlib.sha256())
     elif path.is_dir():
         digest = hashlib.sha256()
         for split in counts:  # the files the splits were read from
@@ -511,14 +511,6 @@ def data_fingerprint(
                 digest.update(f"{file.relative_to(path)}\0{file.stat().st_size}\n".encode())
         fingerprint["files_sha256"] = digest.hexdigest()
     return fingerprint
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path) as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _holds_images(folder: Path) -> bool:

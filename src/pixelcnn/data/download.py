@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import sys
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pixelcnn.files import open_regular
+from pixelcnn.files import atomic_write, open_regular
 
 __all__ = ["DownloadError", "default_cache_dir", "download_file", "file_md5"]
 
@@ -39,14 +38,23 @@ def default_cache_dir() -> Path:
     return base / "pixelcnn"
 
 
-def file_md5(path: str | Path) -> str:
-    """Hex MD5 of a file, read in chunks so large archives do not fill memory (a FIFO or
-    a device at ``path`` is refused in one line, never read without end)."""
-    digest = hashlib.md5(usedforsecurity=False)
+def file_digest(path: str | Path, digest) -> str:
+    """Hex ``digest`` (a new hashlib object) of a file, read in chunks so large files do not
+    fill memory (a FIFO or a device at ``path`` is refused in one line, never read without
+    end)."""
     with open_regular(path) as stream:
         for chunk in iter(lambda: stream.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_md5(path: str | Path) -> str:
+    """Hex MD5 of a file (what mirrors publish)."""
+    return file_digest(path, hashlib.md5(usedforsecurity=False))
+
+
+class _WrongChecksum(ValueError):
+    """A mirror served other bytes than the published checksum."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -102,25 +110,20 @@ def download_file(
     destination.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for url in urls:
-        temp_path = destination.parent / f".{destination.name}.{secrets.token_hex(4)}.part"
-        # created anew (never through a link) at the umask's mode, as every file a user's
-        # program writes (mkstemp's would stay 0600 once renamed into place)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        os.close(os.open(temp_path, flags, 0o666))
-        try:
-            got = _fetch(url, temp_path, destination.name, progress)
+
+        def fetch(temp: str, url: str = url) -> None:
+            got = _fetch(url, Path(temp), destination.name, progress)
             if md5 is not None and got != md5.lower():
-                failures.append(f"{url}: MD5 {got} != expected {md5.lower()}")
-                continue
-            os.replace(temp_path, destination)
+                raise _WrongChecksum(f"MD5 {got} != expected {md5.lower()}")
+
+        try:  # streamed into a temporary renamed into place only once its checksum matches
+            atomic_write(destination, fetch)
             return destination
         except (urllib.error.URLError, OSError, ValueError) as exc:
             # URLError/HTTPError (404, DNS, refused), timeouts and disk errors are all OSError;
             # ValueError covers malformed URLs. Any of them means: try the next mirror.
-            failures.append(f"{url}: {_one_line(exc)}")
-        finally:
-            # Also runs on KeyboardInterrupt, so no stray .part files survive.
-            temp_path.unlink(missing_ok=True)
+            # (atomic_write names the destination; the cause says what went wrong)
+            failures.append(f"{url}: {_one_line(exc.__cause__ or exc)}")
     raise DownloadError(
         f"could not download {destination.name} to {destination.parent}: " + "; ".join(failures)
     )

@@ -26,7 +26,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel
 
-from pixelcnn.files import NotWritableError, check_regular, open_directory, read_regular
+from pixelcnn.files import (
+    NotWritableError,
+    check_regular,
+    fd_path,
+    open_directory,
+    read_regular,
+)
 from pixelcnn.model import DensityModel, ModelConfig, check_finite, load_weights
 from pixelcnn.train.state_io import flatten_state, unflatten_state
 from pixelcnn.values import as_int
@@ -105,18 +111,10 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-def _through(directory_fd: int, directory: Path) -> Path:
-    """A path of the directory open as ``directory_fd``: through the descriptor itself
-    where the system offers it (Linux's /proc), so a folder swapped for a link after it
-    was opened cannot redirect what is done in it."""
-    through = Path(f"/proc/self/fd/{directory_fd}")
-    return through if through.is_dir() else directory
-
-
 def _remove(root_fd: int, root: Path, name: str) -> None:
     """Delete the folder ``name`` of the checkpoints folder, if there (rmtree refuses a
     link at the name itself and never follows one inside)."""
-    shutil.rmtree(_through(root_fd, root) / name, ignore_errors=True)
+    shutil.rmtree(fd_path(root_fd, root, name), ignore_errors=True)
 
 
 def _write_folder(root_fd: int, path: Path, tensors: dict[str, torch.Tensor], meta: str) -> None:
@@ -136,7 +134,7 @@ def _write_folder(root_fd: int, path: Path, tensors: dict[str, torch.Tensor], me
         # safetensors writes a file of its own (mode 0600) and renames it into place; it
         # then gets the mode every other file of a run has: that of STATE_JSON just made
         mode = os.stat(STATE_JSON, dir_fd=folder).st_mode & 0o777
-        save_file(tensors, str(_through(folder, path) / STATE_TENSORS))
+        save_file(tensors, fd_path(folder, path, STATE_TENSORS))
         handle = os.open(STATE_TENSORS, os.O_RDONLY | _NOFOLLOW, dir_fd=folder)
         try:
             os.fchmod(handle, mode)
