@@ -18,6 +18,7 @@ from pixelcnn.cli.main import check_stored_arguments
 from pixelcnn.cli.outputs import check_output
 from pixelcnn.data import load_dataset, read_image_file
 from pixelcnn.data.datasets import (
+    EVERY_SPLIT,
     SPLITS,
     data_fingerprint,
     is_image_folder,
@@ -515,13 +516,13 @@ def describe_images(name: str, split: str, count: int, available: int) -> str:
     number = f"{count} of {available}" if count < available else f"{count}"
     images, files = ("image", "file") if available == 1 else ("images", "files")
     if not is_image_folder(name):
-        if split == "all":
+        if split == EVERY_SPLIT:
             return f"{number} {name} {images} (its train and test splits)"
         return f"{number} {name} {split} {images}"
     path = Path(name).expanduser()
     if any((path / part).is_dir() for part in SPLITS):
-        return f"{number} {files} of {path if split == 'all' else path / split}"
-    if split == "all":
+        return f"{number} {files} of {path if split == EVERY_SPLIT else path / split}"
+    if split == EVERY_SPLIT:
         return f"{number} {files} of {path} (every file, in reading order)"
     every, labels, _ = image_folder_files(path)
     of_each = " of each class" if labels is not None else ""
@@ -550,7 +551,8 @@ def _eval_split(args: argparse.Namespace, model, command: str = "eval") -> Scori
         raise ValueError("this model needs vector or spatial conditions; evaluate it with the API")
     split = args.split
     if split is None:  # a folder a user names to score: every one of its files
-        split = "all" if command == "score" and args.data and is_image_folder(data) else "test"
+        folder = command == "score" and args.data and is_image_folder(data)
+        split = EVERY_SPLIT if folder else "test"
     dataset = load_dataset(data, split, root=data_dir, size=size)
     images = in_memory_or_stored(dataset.images[: args.limit])
     labels, sources = dataset.labels, dataset.sources

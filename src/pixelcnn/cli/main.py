@@ -10,6 +10,7 @@ from typing import Any
 
 from pixelcnn.cli import coding_command, convert_command, receptive_field_command
 from pixelcnn.cli.arguments import OVERWRITE_HELP, RESIZE_HELP, ImageSize, count, number, path
+from pixelcnn.data.datasets import EVERY_SPLIT, SPLITS
 from pixelcnn.data.loader import DEFAULT_WORKERS
 from pixelcnn.evaluate import BF16_TOLERANCE, SCORING_PRECISIONS
 from pixelcnn.likelihoods import LIKELIHOODS
@@ -22,7 +23,7 @@ EXIT_USAGE = 2
 
 
 # What --split may be for the commands that score (train and test are the data's own)
-SCORING_SPLITS = ("train", "test", "all")
+SCORING_SPLITS = (*SPLITS, EVERY_SPLIT)
 SPLIT_HELP = (
     "train, test, or all: every image (an image folder's every file in reading order; other "
     "data's train then test split)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pixelcnn.likelihoods.draw import draw_index
+from pixelcnn.likelihoods.draw import draw_index, tempered
 
 
 class Categorical:
@@ -60,10 +60,5 @@ class Categorical:
         logits = self._logits(params).movedim(2, -1)  # [B, C, H, W, L]
         if temperature == 0:
             return logits.argmax(dim=-1)
-        if temperature != 1:
-            # the largest logit to 0 first, and float64 (the draw's precision anyway): a
-            # tiny temperature then sends the others to -inf, never to inf - inf (NaN)
-            shifted = logits - logits.amax(dim=-1, keepdim=True)
-            logits = shifted.double() / temperature
-        probs = torch.softmax(logits, dim=-1).reshape(-1, self.levels)
+        probs = torch.softmax(tempered(logits, temperature, -1), dim=-1).reshape(-1, self.levels)
         return draw_index(probs, generator).reshape(logits.shape[:-1])

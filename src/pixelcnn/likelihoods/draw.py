@@ -5,6 +5,15 @@ from __future__ import annotations
 import torch
 
 
+def tempered(logits: torch.Tensor, temperature: float, dim: int) -> torch.Tensor:
+    """``logits / temperature`` along ``dim`` for a softmax, with the largest logit moved
+    to 0 first and in float64 (the draw's precision anyway): a tiny temperature then sends
+    the others to -inf, never to inf - inf (NaN). Temperature 1 leaves them as they are."""
+    if temperature == 1:
+        return logits
+    return (logits - logits.amax(dim=dim, keepdim=True)).double() / temperature
+
+
 def draw_index(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One index per row of ``probs`` [N, K] (non-negative, each row summing to about 1)
     -> int64 [N], by inverse CDF: the first index whose cumulative probability exceeds

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pixelcnn.likelihoods.draw import draw_index
+from pixelcnn.likelihoods.draw import draw_index, tempered
 from pixelcnn.quantize import Quantizer
 
 LOG_SCALE_MIN = -7.0  # scales below e^-7 would make every bin mass 0 or 1 in float32
@@ -161,10 +161,8 @@ class DiscretizedLogisticMixture:
         if temperature == 0:
             component = logits.argmax(dim=1)
         else:
-            if temperature != 1:  # as in Categorical.sample: never inf - inf (NaN)
-                shifted = logits - logits.amax(dim=1, keepdim=True)
-                logits = shifted.double() / temperature
-            flat = torch.softmax(logits, dim=1).permute(0, 2, 3, 1).reshape(-1, k)
+            flat = torch.softmax(tempered(logits, temperature, 1), dim=1)
+            flat = flat.permute(0, 2, 3, 1).reshape(-1, k)
             component = draw_index(flat, generator).reshape(b, h, w)
         pick = component[:, None, None].expand(b, self.channels, 1, h, w)
         means = means.gather(2, pick)[:, :, 0]  # [B, C, H, W]

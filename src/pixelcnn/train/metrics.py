@@ -21,14 +21,21 @@ def append_metrics(path: str | os.PathLike, record: dict[str, Any]) -> None:
         f.flush()
 
 
+def metrics_text(path: str | os.PathLike, errors: str = "replace") -> str:
+    """The text of a metrics file: a regular file (a FIFO at the name is refused, never
+    waited on) of at most a quarter of the free memory (a huge one is refused unread);
+    ``errors``: how bytes that are not UTF-8 are decoded ("strict" raises ValueError)."""
+    data = read_regular(path, available_memory_bytes() // 4, "metrics log")
+    return data.decode(errors=errors)
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All records of a JSONL metrics file; a torn last line (killed writer) is skipped."""
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    text = read_regular(path, available_memory_bytes() // 4, "metrics log").decode(errors="replace")
-    for line in text.splitlines():
+    for line in metrics_text(path).splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

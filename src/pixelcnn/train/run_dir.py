@@ -24,7 +24,6 @@ from pixelcnn.files import (
     DirectoryLock,
     atomic_write,
     check_regular,
-    open_regular,
     read_regular,
     remove_stale_temporaries,
 )
@@ -32,7 +31,7 @@ from pixelcnn.model import CONFIG_FILE, FORMAT_NAME, WEIGHTS_FILE
 from pixelcnn.pictures import png_kind
 from pixelcnn.train.checkpoint import CHECKPOINT_DIR, own_checkpoint_entries
 from pixelcnn.train.loop import CURVE_FILE, METRICS_FILE
-from pixelcnn.train.metrics import CURVE_KIND
+from pixelcnn.train.metrics import CURVE_KIND, metrics_text
 from pixelcnn.train.tensorboard import TENSORBOARD_DIR, own_event_files
 
 ARGS_FILE = "train_args.json"
@@ -43,12 +42,6 @@ SAMPLES_KIND, COMPLETIONS_KIND = "samples", "completions"  # their PNG tags
 
 # A run's JSON files (arguments, config) are a few hundred bytes; a larger one is not ours.
 _JSON_BYTES = 1 << 20
-
-
-def _text(path: Path) -> str:
-    """The text of a regular file (a FIFO at the name is refused, never waited on)."""
-    with open_regular(path) as file:
-        return file.read().decode("utf-8")
 
 
 def _json(path: Path) -> Any:
@@ -80,8 +73,8 @@ def _own_weights(path: Path) -> bool:
 
 def _own_metrics(path: Path) -> bool:
     try:
-        lines = [line for line in _text(path).splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError):
+        lines = [line for line in metrics_text(path, errors="strict").splitlines() if line.strip()]
+    except (OSError, ValueError):  # a FIFO, a huge file: not this library's log
         return False
     # the last line may be torn by a kill, but the first must be a whole record
     records = [_record(line) for line in lines[: max(1, len(lines) - 1)]]
