@@ -228,3 +228,13 @@ def test_convert_writes_a_model_every_command_takes(tmp_path, capsys):
     assert main(["eval", str(out), "--data", "mnist5k", "--limit", "8", "--quiet"]) == 0
     assert main(["sample", str(out), "--n", "1", "--out", str(tmp_path / "s.png")]) == 0
     assert main([*argv, "--out", str(out)]) == 2  # an existing model is not replaced
+
+
+def test_convert_takes_the_image_size_as_every_command_does(tmp_path):
+    torch.save(reference_like(channels=3), tmp_path / "theirs.pth")
+    argv = ["convert", str(tmp_path / "theirs.pth"), "--format", "pixel-cnn-pp", "--out"]
+    assert main([*argv, str(tmp_path / "a"), "--size", "12"]) == 0
+    assert main([*argv, str(tmp_path / "b"), "--size", "12", "20"]) == 0
+    assert pixelcnn.load(tmp_path / "a").image_shape == (3, 12, 12)
+    assert pixelcnn.load(tmp_path / "b").image_shape == (3, 12, 20)
+    assert main([*argv, str(tmp_path / "c"), "--size", "0"]) == 2 and not (tmp_path / "c").exists()

@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out} exists and is not an empty directory; name a new one")
-    size = (args.size, args.size) if isinstance(args.size, int) else args.size
-    model = import_checkpoint(args.checkpoint, size)
+    model = import_checkpoint(args.checkpoint, args.size)
     model.save(out)
     config = model.config.hyperparameters
     print(

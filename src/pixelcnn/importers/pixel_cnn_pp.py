@@ -28,12 +28,11 @@ import pickle
 import re
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from pixelcnn.files import check_regular, open_regular
+from pixelcnn.files import open_regular
 from pixelcnn.limits import check_memory
 
 FORMAT = "pixel-cnn-pp"
@@ -51,11 +50,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a ``torch.save``-d state dict at ``path``, loaded without running any
     code from the file; a file that needs code to load (any object beyond tensors and
     plain containers) is refused, never executed."""
-    path = check_regular(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    check_memory(2 * path.stat().st_size, f"loading {path}")
-    with open_regular(path) as stream, warnings.catch_warnings():
+    with open_regular(path) as stream, warnings.catch_warnings():  # a FIFO: refused at once
+        check_memory(2 * os.fstat(stream.fileno()).st_size, f"loading {os.fspath(path)}")
         warnings.simplefilter("ignore")  # torch's notes on pickle protocols: not the user's
         try:
             loaded = torch.load(stream, map_location="cpu", weights_only=True)
@@ -171,18 +167,19 @@ def _norm(weight: torch.Tensor, keep: int) -> torch.Tensor:
 
 def import_state_dict(
     state: dict[str, torch.Tensor],
-    image_size: tuple[int, int] | None = None,
+    image_size: int | tuple[int, int] | None = None,
     source: str = "the state dict",
 ):
     """A pixelcnn PixelCNN++ model (256 levels, the logistic mixture) computing what the
-    reference network with these weights computes. ``image_size`` (H, W): by default 28x28
-    for one channel, 32x32 for three, as the reference trained them."""
+    reference network with these weights computes. ``image_size``: S or (H, W); by default
+    28x28 for one channel, 32x32 for three, as the reference trained them."""
+    from pixelcnn.data.readers import output_size
     from pixelcnn.model import create, load_weights
 
     state = checked_state_dict(state, source)
     sizes = reference_sizes(state, source)
     channels = sizes["channels"]
-    height, width = image_size or DEFAULT_SIZE[channels]
+    height, width = DEFAULT_SIZE[channels] if image_size is None else output_size(image_size)
     model = create(
         "pixelcnnpp",
         (channels, height, width),
@@ -227,9 +224,9 @@ def import_state_dict(
     return model.eval()  # for use (dropout off), as pixelcnn.load gives it
 
 
-def import_checkpoint(path: str | os.PathLike, image_size: tuple[int, int] | None = None):
+def import_checkpoint(path: str | os.PathLike, image_size: int | tuple[int, int] | None = None):
     """:func:`import_state_dict` of the file at ``path`` (see :func:`read_state_dict`)."""
-    return import_state_dict(read_state_dict(path), image_size, source=os.fspath(Path(path)))
+    return import_state_dict(read_state_dict(path), image_size, source=os.fspath(path))
 
 
 def export_state_dict(model) -> dict[str, torch.Tensor]:
