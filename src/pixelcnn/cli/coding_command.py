@@ -218,13 +218,14 @@ def run_decompress(args: argparse.Namespace) -> None:
 
     from pixelcnn.cli.commands import load_run_model
     from pixelcnn.cli.outputs import check_output
-    from pixelcnn.coding import decompress, unpack
+    from pixelcnn.coding import decode, unpack
     from pixelcnn.coding.container import check_decoded_memory, read_file
     from pixelcnn.files import atomic_write, nearest_existing
     from pixelcnn.pictures import save_png
 
     data = read_file(args.file)  # a FIFO, a device or a foreign file: refused unread
-    header, _ = unpack(data, str(args.file))  # a foreign or damaged file: before the model
+    header, streams = unpack(data, str(args.file))  # foreign or damaged: before the model
+    del data  # the streams are copies: the file's bytes are not needed again
     wanted = header.count if args.index is None else len(args.index)
     check_decoded_memory(header, wanted, str(args.file))  # before a list of its indices
     indices = list(range(header.count)) if args.index is None else list(args.index)
@@ -248,7 +249,7 @@ def run_decompress(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
     if model.encoding.kind != "image":
         raise ValueError("this is a token-grid model: decompress its grids with model.decompress")
-    images = decompress(model, data, indices, progress=not args.quiet, source=str(args.file))
+    images = decode(model, header, streams, indices, not args.quiet, str(args.file))
     if to_npz:
         split = header.split or "test"
         arrays = {f"x_{split}": images.numpy()}

@@ -1,6 +1,6 @@
 """Lossless compression of images with a trained model (range coding of its conditionals)."""
 
-from pixelcnn.coding.codec import DEFAULT_BATCH, compress, decompress, fingerprint
+from pixelcnn.coding.codec import DEFAULT_BATCH, compress, decode, decompress, fingerprint
 from pixelcnn.coding.container import CompressedFormatError, Header, unpack
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "CompressedFormatError",
     "Header",
     "compress",
+    "decode",
     "decompress",
     "fingerprint",
     "unpack",

@@ -195,6 +195,19 @@ def decompress(
     """The images of a compressed file (``indices``: only those, decoding only their groups)
     as uint8 [N, C, H, W] (token grids: int64 [N, H, W])."""
     header, streams = unpack(data, source)
+    return decode(model, header, streams, indices, progress, source)
+
+
+def decode(
+    model,
+    header: Header,
+    streams: Sequence[bytes],
+    indices: Sequence[int] | None = None,
+    progress: bool = False,
+    source: str = "the data",
+) -> torch.Tensor:
+    """:func:`decompress` of a file already unpacked (its digest checked once, its header
+    inflated once)."""
     check_decodable(model, header, source)
     wanted = range(header.count) if indices is None else [int(i) for i in indices]
     check_fits(model, header, streams, len(wanted), source)
