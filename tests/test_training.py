@@ -9,6 +9,7 @@ import pixelcnn
 from pixelcnn.data import load_dataset, resize_images
 from pixelcnn.evaluate import evaluate
 from pixelcnn.train import TrainOptions, batch_indices, list_checkpoints, train
+from pixelcnn.train.options import lr_factor
 from pixelcnn.train.state_io import flatten_state, unflatten_state
 
 
@@ -114,6 +115,8 @@ def test_optimizer_state_round_trips_through_tensors_and_json():
         {"learning_rate": 0},
         {"lr_schedule": "warp"},
         {"ema_decay": 1.0},
+        {"warmup_steps": -1},
+        {"warmup_steps": 2.5},
     ],
 )
 def test_bad_training_options_are_refused(bad):
@@ -142,3 +145,29 @@ def test_weight_average_is_what_gets_saved_evaluated_and_resumed(digits, tmp_pat
     )
     for key, value in resumed.eval_model.state_dict().items():
         assert torch.allclose(value, averaged[key], atol=1e-6), key
+
+
+def test_warmup_rises_linearly_then_the_cosine_runs_over_the_rest():
+    factor = lr_factor("cosine", total_steps=110, warmup_steps=10)
+    assert [factor(s) for s in range(10)] == pytest.approx([(s + 1) / 11 for s in range(10)])
+    assert factor(10) == pytest.approx(1.0)  # the cosine's start, after the warm-up
+    assert factor(60) == pytest.approx(0.05 + 0.95 * 0.5)  # halfway through what remains
+    assert factor(110) == pytest.approx(0.05) and factor(500) == pytest.approx(0.05)
+    constant = lr_factor("constant", total_steps=110, warmup_steps=4)
+    assert [constant(s) for s in (0, 3, 4, 100)] == pytest.approx([0.2, 0.8, 1.0, 1.0])
+    assert lr_factor("cosine", 100)(0) == 1.0  # no warm-up: as before
+
+
+def test_training_records_its_time_and_a_resume_adds_to_it(digits, tmp_path):
+    train_images, _ = digits
+    options = _options(steps=20, checkpoint_every=10, log_every=10, warmup_steps=5)
+    train(_model(), train_images, None, options, tmp_path, log=lambda s: None, stop_at=10)
+    first = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # 5 warm-up steps, then a third of the cosine's 15 steps: cos(pi / 3) = 0.5
+    assert first[0]["lr"] == pytest.approx(3e-3 * (0.05 + 0.95 * 0.75))
+    train(_model(), train_images, None, options, tmp_path, resume=True, log=lambda s: None)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20]
+    seconds = [r["train_seconds"] for r in records]
+    assert 0 < seconds[0] < seconds[1]  # the resumed run went on from the first's time
+    assert records[1]["cpu_seconds"] > records[0]["cpu_seconds"] > 0

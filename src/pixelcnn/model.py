@@ -487,7 +487,13 @@ def create(
 def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> DensityModel:
     """Rebuild a model saved with :meth:`DensityModel.save`. Never unpickles anything.
     The model comes in evaluation mode (dropout off: ``log_prob`` is the exact, repeatable
-    likelihood); ``model.train()`` before fine-tuning it."""
+    likelihood); ``model.train()`` before fine-tuning it. ``"pretrained:NAME"`` opens a
+    model shipped with the package (``pixelcnn pretrained`` lists them), after checking its
+    weights against its card."""
+    from pixelcnn import pretrained  # the zoo's folders hold saved models
+
+    if pretrained.is_pretrained(directory):
+        directory = pretrained.check_weights(str(directory))
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not (os.path.lexists(config_path) and os.path.lexists(weights_path)):

@@ -80,3 +80,7 @@ class ImageSize(argparse.Action):
         if len(values) > 2:
             parser.error(f"{option_string} takes one size or a height and a width, got {values}")
         setattr(namespace, self.dest, values[0] if len(values) == 1 else tuple(values))
+
+
+# What every command that takes a model says of it.
+RUN_HELP = "run directory, saved model directory, or pretrained:NAME (see pixelcnn pretrained)"

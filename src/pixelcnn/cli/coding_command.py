@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pixelcnn.cli.arguments import OVERWRITE_HELP, count, path
+from pixelcnn.cli.arguments import OVERWRITE_HELP, RUN_HELP, count, path
 from pixelcnn.files import NotWritableError
 
 DECOMPRESSED_KIND = "decompressed"
@@ -27,7 +27,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
             "about -log2 p(x) bits per image under the model of RUN; pixels come back exactly."
         ),
     )
-    compress.add_argument("run", type=path, help="run directory (or saved model directory)")
+    compress.add_argument("run", type=path, help=RUN_HELP)
     compress.add_argument(
         "inputs",
         nargs="+",
@@ -48,7 +48,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "decompress", help="restore the exact images of a compressed file"
     )
     decompress.add_argument("file", type=path, help="a file written by pixelcnn compress")
-    decompress.add_argument("--run", type=path, required=True, help="the model it was made with")
+    decompress.add_argument(
+        "--run", type=path, required=True, help="the model it was made with: " + RUN_HELP
+    )
     decompress.add_argument(
         "--out", type=path, required=True, help="a folder for PNG files, or FILE.npz"
     )

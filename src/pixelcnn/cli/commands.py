@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import pixelcnn
+from pixelcnn import pretrained
 from pixelcnn.cli.main import check_stored_arguments
 from pixelcnn.cli.outputs import check_output
 from pixelcnn.data import load_dataset, read_image_file
@@ -77,6 +78,7 @@ RUN_ARGUMENTS = (
     "size",
     "batch_size",
     "lr",
+    "warmup",
     "lr_schedule",
     "grad_clip",
     "perturb",
@@ -162,6 +164,8 @@ def adopt_stored_arguments(args: argparse.Namespace, stored: dict[str, Any]) -> 
     for name in RUN_ARGUMENTS:
         if name in stored:
             setattr(args, name, stored[name])
+    if "warmup" not in stored:  # a run from before warm-ups had none
+        args.warmup = 0
     steps = stored.get("steps", 0)
     if "steps" in given and args.steps < steps:
         raise ValueError(
@@ -207,6 +211,7 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        warmup_steps=args.warmup,
         lr_schedule=args.lr_schedule,
         grad_clip=args.grad_clip,
         perturb=args.perturb,
@@ -227,6 +232,11 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     options.check()
     # what the recipe decided is what the run keeps (and a resume compares against)
     args.steps, args.ema, args.data_init = options.steps, options.ema_decay, options.init_images
+    args.batch_size, args.lr, args.warmup = (
+        options.batch_size,
+        options.learning_rate,
+        options.warmup_steps,
+    )
     world.check_batch(args.batch_size)
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -403,6 +413,19 @@ def sample_condition(model, args: argparse.Namespace) -> tuple[Any, int, int | N
     return args.class_label, args.n, args.columns
 
 
+def run_folder(run: str) -> Path:
+    """The folder of a run, a saved model or a shipped ``pretrained:NAME`` model."""
+    return pretrained.model_dir(run) if pretrained.is_pretrained(run) else Path(run)
+
+
+def default_output(run: str, filename: str) -> Path:
+    """Where a command writes ``filename`` when no --out is given: into the run's folder,
+    or for a shipped model into the current folder (never into the installed package)."""
+    if pretrained.is_pretrained(run):
+        return pretrained.output_name(run, filename)
+    return Path(run) / filename
+
+
 def load_run_model(run: str) -> pixelcnn.DensityModel:
     """The model of a run (or saved model) directory, on the GPU when there is one."""
     model = pixelcnn.load(run)
@@ -428,7 +451,7 @@ def is_earlier_sample(path: Path) -> bool:
 def run_sample(args: argparse.Namespace) -> None:
     model = load_run_model(args.run)
     condition, n, columns = sample_condition(model, args)
-    out = Path(args.out) if args.out else Path(args.run) / SAMPLED_FILE
+    out = Path(args.out) if args.out else default_output(args.run, SAMPLED_FILE)
     # before the work, not after
     check_output(out, SAMPLED_KIND, args.overwrite, earlier=is_earlier_sample)
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
@@ -467,7 +490,7 @@ def run_complete(args: argparse.Namespace) -> None:
     _, height, _ = model.image_shape
     if args.rows > height:
         raise ValueError(f"--rows must be in 0..{height} (the image height), got {args.rows}")
-    out = Path(args.out) if args.out else Path(args.run) / COMPLETIONS_FILE
+    out = Path(args.out) if args.out else default_output(args.run, COMPLETIONS_FILE)
     check_output(out, COMPLETIONS_KIND, args.overwrite, inputs=[args.image])
     image = read_image(args.image, model)  # [1, C, H, W]
     known = torch.zeros(model.image_shape[1:], dtype=torch.bool)
@@ -539,7 +562,7 @@ def _eval_split(args: argparse.Namespace, model, command: str = "eval") -> Scori
     stored: dict[str, Any] = {}
     if args.data is None or args.size is None:
         try:
-            stored = stored_run_args(Path(args.run))
+            stored = stored_run_args(run_folder(args.run))
         except FileNotFoundError:
             stored = {}
     data = args.data or stored.get("data")

@@ -8,8 +8,21 @@ import sys
 import warnings
 from typing import Any
 
-from pixelcnn.cli import coding_command, convert_command, receptive_field_command
-from pixelcnn.cli.arguments import OVERWRITE_HELP, RESIZE_HELP, ImageSize, count, number, path
+from pixelcnn.cli import (
+    coding_command,
+    convert_command,
+    pretrained_command,
+    receptive_field_command,
+)
+from pixelcnn.cli.arguments import (
+    OVERWRITE_HELP,
+    RESIZE_HELP,
+    RUN_HELP,
+    ImageSize,
+    count,
+    number,
+    path,
+)
 from pixelcnn.data.datasets import EVERY_SPLIT, SPLITS
 from pixelcnn.data.loader import DEFAULT_WORKERS
 from pixelcnn.evaluate import BF16_TOLERANCE, SCORING_PRECISIONS
@@ -80,6 +93,21 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
                 _show_defaults(sub)
 
 
+def _recipe_default(option: str) -> str:
+    """What a train option defaults to, network by network: the registry's recipes, then
+    TrainOptions' own default ("0.002 for pixelcnnpp, 0.001 for the others")."""
+    from dataclasses import fields
+
+    from pixelcnn.train.options import TrainOptions
+
+    base = next(f.default for f in fields(TrainOptions) if f.name == option)
+    own = {name: spec.recipe[option] for name, spec in NETWORKS.items() if option in spec.recipe}
+    if not own:
+        return str(base)
+    said = ", ".join(f"{value} for {name}" for name, value in sorted(own.items()))
+    return f"{said}, {base} for the others"
+
+
 def package_version() -> str:
     """The installed pixelcnn's version (its distribution metadata)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -106,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     receptive_field_command.add_parser(commands)
     coding_command.add_parsers(commands)
     convert_command.add_parser(commands)
+    pretrained_command.add_parser(commands)
     _show_defaults(parser)
     return parser
 
@@ -141,8 +170,27 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--steps", type=count(1), default=None, help="optimizer steps (default 1500)"
     )
-    train.add_argument("--batch-size", type=count(1), default=32, help="images per step")
-    train.add_argument("--lr", type=number(0), default=1e-3, help="Adam learning rate")
+    train.add_argument(
+        "--batch-size",
+        type=count(1),
+        default=None,
+        help="images per step (default: " + _recipe_default("batch_size") + ")",
+    )
+    train.add_argument(
+        "--lr",
+        type=number(0),
+        default=None,
+        help="Adam learning rate (default: " + _recipe_default("learning_rate") + ")",
+    )
+    train.add_argument(
+        "--warmup",
+        type=count(0),
+        default=None,
+        metavar="STEPS",
+        help="raise the learning rate linearly from 0 over the first STEPS (default: "
+        + _recipe_default("warmup_steps")
+        + ")",
+    )
     train.add_argument(
         "--lr-schedule", default="cosine", choices=["cosine", "constant"], help="learning rate"
     )
@@ -220,7 +268,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 def _add_sample(commands: argparse._SubParsersAction) -> None:
     """``pixelcnn sample``: a PNG grid of samples from a run."""
     sample = commands.add_parser("sample", help="write a PNG grid of samples from a run")
-    sample.add_argument("run", type=path, help="run directory (or saved model directory)")
+    sample.add_argument("run", type=path, help=RUN_HELP)
     sample.add_argument("--n", type=count(1), default=16, help="number of images")
     sample.add_argument(
         "--class", dest="class_label", type=count(0), default=None, help="class to sample"
@@ -253,7 +301,7 @@ def _add_complete(commands: argparse._SubParsersAction) -> None:
     complete = commands.add_parser(
         "complete", help="write a PNG grid of completions of a picture's top rows"
     )
-    complete.add_argument("run", type=path, help="run directory (or saved model directory)")
+    complete.add_argument("run", type=path, help=RUN_HELP)
     complete.add_argument(
         "--image",
         type=path,
@@ -304,7 +352,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 def _add_scoring_data(parser: argparse.ArgumentParser) -> None:
     """The run and the data that ``eval`` and ``score`` read (by default the run's own)."""
-    parser.add_argument("run", type=path, help="run directory (or saved model directory)")
+    parser.add_argument("run", type=path, help=RUN_HELP)
     parser.add_argument("--data", type=path, default=None, help="dataset (default: the run's)")
     parser.add_argument(
         "--data-dir", type=path, default=None, help="where a named dataset's files are"
@@ -385,7 +433,7 @@ def _add_ood(commands: argparse._SubParsersAction) -> None:
     ood = commands.add_parser(
         "ood", help="out-of-distribution detection: AUROC, AUPRC, FPR at 95%% TPR per method"
     )
-    ood.add_argument("run", type=path, help="run directory (or saved model directory)")
+    ood.add_argument("run", type=path, help=RUN_HELP)
     ood.add_argument("--in-data", type=path, required=True, help="the in-distribution set")
     ood.add_argument("--ood-data", type=path, required=True, help="the out-of-distribution set")
     ood.add_argument("--in-data-dir", type=path, default=None, help="where --in-data's files are")
@@ -518,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         "compress": coding_command.run_compress,
         "decompress": coding_command.run_decompress,
         "convert": convert_command.run,
+        "pretrained": pretrained_command.run,
     }
     try:
         with warnings.catch_warnings():

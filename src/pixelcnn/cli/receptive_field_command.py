@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixelcnn.cli.arguments import count, path
+from pixelcnn.cli.arguments import RUN_HELP, count, path
 from pixelcnn.networks import NETWORKS
 
 
@@ -22,9 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--run", type=path, default=None, help="run directory (or saved model directory)"
-    )
+    source.add_argument("--run", type=path, default=None, help=RUN_HELP)
     source.add_argument(
         "--model",
         default=None,

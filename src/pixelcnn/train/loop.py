@@ -111,8 +111,10 @@ def train(
     # SIGTERM / Ctrl-C; the recorder's files and the data's reading workers closed at the end
     with StopRequests() as stop, contextlib.closing(recorder), contextlib.closing(data):
         while step < last:
-            levels, condition = data.batch(step)
-            recorder.step(step + 1, trainer.step(step, levels, condition))
+            with recorder.timed():
+                levels, condition = data.batch(step)
+                outcome = trainer.step(step, levels, condition)
+            recorder.step(step + 1, outcome)
             step += 1
             # a stop request ends here, after a checkpoint: all processes agree on the
             # step, so a distributed run stops as one

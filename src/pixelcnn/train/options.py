@@ -21,6 +21,9 @@ class TrainOptions:
     batch_size: int = 32
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # cosine decays to 5% of the rate over ``steps``
+    # The rate rises linearly from 0 over the first ``warmup_steps`` (0: none); the
+    # schedule then runs over the steps that remain.
+    warmup_steps: int = 0
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     # Polyak averaging of the weights (0: off). The average is what evaluation, the saved
     # model, sampling and eval use; its decay warms up as min(decay, (1 + t) / (10 + t)).
@@ -73,6 +76,7 @@ class TrainOptions:
             as_int(getattr(self, name), name, low)
         for name in (
             "init_images",
+            "warmup_steps",
             "seed",
             "log_every",
             "eval_every",
@@ -97,11 +101,17 @@ class TrainOptions:
             raise ValueError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}")
 
 
-def lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
-    """The factor of the base rate at each step: 1, or a cosine from 1 down to 5%."""
-    if schedule == "constant":
-        return lambda step: 1.0
+def lr_factor(schedule: str, total_steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
+    """The factor of the base rate at each step: a linear rise over ``warmup_steps``, then
+    1, or a cosine from 1 down to 5% at ``total_steps``."""
     floor = 0.05
-    return lambda step: (
-        floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
-    )
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if schedule == "constant":
+            return 1.0
+        done = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+    return factor

@@ -3,15 +3,16 @@ messages of restores, fed by the outcomes of the steps. Only the main process wr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from pixelcnn.train.metrics import append_metrics
+from pixelcnn.train.metrics import append_metrics, read_metrics
 from pixelcnn.train.tensorboard import log_record, log_samples, open_writer
 from pixelcnn.train.trainer import Outcome, StepResult
 
@@ -45,6 +46,20 @@ class Recorder:
         self.window: list[float] = []
         self.skipped = 0
         self.started = time.perf_counter()
+        # Time spent in steps (data, forward, backward, update), not in evaluations or
+        # checkpoints: wall seconds and this process's CPU seconds (all its threads), summed
+        # over the run, a resumed one included.
+        self.train_seconds, self.cpu_seconds = (
+            _spent_before(self.metrics_path) if first_step and writes else (0.0, 0.0)
+        )
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """Count the time of the block as training time."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.train_seconds += time.perf_counter() - wall
+        self.cpu_seconds += time.process_time() - cpu
 
     def step(self, step: int, result: StepResult) -> None:
         """Count step ``step`` (1-based, done) and say so when it restored."""
@@ -90,6 +105,8 @@ class Recorder:
             "step": step,
             "lr": lr,
             "images_per_s": len(self.window) * self.batch_size / max(elapsed, 1e-9),
+            "train_seconds": round(self.train_seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
         }
         if train_bpd is not None:  # none when every step since was skipped
             record["train_bpd"] = train_bpd
@@ -121,3 +138,11 @@ class Recorder:
         self.bar.close()
         if self.board is not None:
             self.board.close()
+
+
+def _spent_before(metrics_path: Path) -> tuple[float, float]:
+    """The training time a resumed run's kept records reached."""
+    for record in reversed(read_metrics(metrics_path)):
+        if "train_seconds" in record:
+            return float(record["train_seconds"]), float(record.get("cpu_seconds", 0.0))
+    return 0.0, 0.0

@@ -62,7 +62,7 @@ class Trainer:
             model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_factor(options.lr_schedule, options.steps)
+            optimizer, lr_factor(options.lr_schedule, options.steps, options.warmup_steps)
         )
         self.ema = _ema(model, options.ema_decay) if options.ema_decay else None
         self.parts = TrainingParts(model, optimizer, scheduler, self.ema, self.autocast.scaler)

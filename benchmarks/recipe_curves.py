@@ -1,0 +1,234 @@
+"""Learning curves of PixelCNN++ training recipes on CPU: test bits/dim against training time.
+
+Run from the repository root::
+
+    python benchmarks/recipe_curves.py --minutes 6 [--candidates NAME ...] [--merge]
+        [--update-docs BENCHMARKS.md]
+
+Each candidate is the network's recipe with a few settings changed (learning rate,
+warm-up, batch size, bf16 autocast, torch.compile, width and depth, weight-average decay,
+dropout). The script measures the candidate's step rate (the first, compiling step's time
+taken off the budget), turns ``--minutes`` into a number of steps so the schedule is
+planned, trains on the 7728 exact CIFAR-10 training images with ``pixelcnn.train``, and
+scores all 1000 exact test images ``--evals`` times on the way. The time axis is the run's
+own ``train_seconds`` (wall time inside the steps at the script's thread count; evaluations
+and checkpoints excluded), with the process's CPU seconds beside it to show contention:
+their ratio is about the thread count when the run had the cores to itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import CIFAR_EXACT, environment, measured, torch_threads, update_marked_section
+
+import pixelcnn
+from pixelcnn.data import load_dataset
+from pixelcnn.train import TrainOptions, train
+from pixelcnn.train.metrics import read_metrics
+from pixelcnn.train.recorder import METRICS_FILE
+from pixelcnn.train.trainer import Trainer
+
+DEFAULT_OUT = "benchmarks/results/recipe_curves.json"
+MODEL = "pixelcnnpp"
+# Settings each candidate changes: "hp" goes to the network, everything else to
+# TrainOptions. "base" is the registry's recipe before this benchmark; the others change
+# one thing at a time from "fast-lr" unless their name says more.
+FAST_LR = {"learning_rate": 2e-3, "warmup_steps": 100}
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "base": {},
+    "fast-lr": FAST_LR,
+    "faster-lr": {"learning_rate": 4e-3, "warmup_steps": 200},
+    "fast-lr-batch16": {**FAST_LR, "batch_size": 16},
+    "fast-lr-batch64": {**FAST_LR, "batch_size": 64},
+    "fast-lr-bf16": {**FAST_LR, "precision": "bf16"},
+    "fast-lr-compile": {**FAST_LR, "compile": True},
+    "fast-lr-wide": {**FAST_LR, "hp": {"filters": 48, "resnets_per_stage": 1}},
+    "fast-lr-deep": {**FAST_LR, "hp": {"filters": 24, "resnets_per_stage": 3}},
+    "fast-lr-ema9995": {**FAST_LR, "ema_decay": 0.9995},
+    "fast-lr-ema995": {**FAST_LR, "ema_decay": 0.995},
+    "fast-lr-dropout": {**FAST_LR, "hp": {"dropout": 0.1}},
+}
+
+
+def options_of(settings: dict[str, Any], **extra: Any) -> TrainOptions:
+    """The network's recipe under a candidate's training settings and ``extra``."""
+    given = {key: value for key, value in settings.items() if key != "hp"}
+    return TrainOptions.for_network(MODEL, **{**given, **extra})
+
+
+def step_rate(model, levels: torch.Tensor, options: TrainOptions, steps: int = 12):
+    """(steps per second after warm-up, seconds of the first step) of ``options``' training
+    step on a copy of ``model``: the first step of a compiled run compiles."""
+    trainer = Trainer(copy.deepcopy(model), options)
+    batch = options.batch_size
+
+    def run(i: int) -> None:
+        trainer.step(i, levels[(i % 8) * batch : (i % 8 + 1) * batch].long(), None)
+
+    begin = time.perf_counter()
+    run(0)
+    first = time.perf_counter() - begin
+    for i in range(1, 3):
+        run(i)
+    begin = time.perf_counter()
+    for i in range(3, 3 + steps):
+        run(i)
+    return steps / (time.perf_counter() - begin), first
+
+
+def run_candidate(name: str, data: dict, args: argparse.Namespace, scratch: Path) -> dict:
+    settings = CANDIDATES[name]
+    torch.manual_seed(args.seed)
+    model = pixelcnn.create(MODEL, data["shape"], levels=256, **settings.get("hp", {}))
+    probe_options = options_of(settings, steps=10_000, progress=False, tensorboard=False)
+    probe = model.images_to_levels(data["train"][: 8 * probe_options.batch_size])
+    rate, first = step_rate(model, probe, probe_options)
+    steps = max(1, int((args.minutes * 60 - first) * rate))
+    options = options_of(
+        settings,
+        steps=steps,
+        seed=args.seed,
+        eval_every=max(1, -(-steps // args.evals)),  # the last evaluation at the end
+        eval_images=0,  # all 1000
+        checkpoint_every=0,
+        log_every=0,
+        progress=False,
+        tensorboard=False,
+    )
+    print(f"{name}: {rate:.2f} steps/s (first step {first:.1f} s) -> {steps} steps", flush=True)
+    where = scratch / name
+    train(model, data["train"], data["test"], options, where, log=lambda _: None)
+    curve = [
+        {
+            "step": r["step"],
+            "train_minutes": r["train_seconds"] / 60,
+            "cpu_minutes": r["cpu_seconds"] / 60,
+            "test_bpd": r["test_bpd"],
+        }
+        for r in read_metrics(where / METRICS_FILE)
+        if "test_bpd" in r
+    ]
+    print(
+        f"{name}: " + ", ".join(f"{p['train_minutes']:.1f} min {p['test_bpd']:.4f}" for p in curve)
+    )
+    return {
+        "candidate": name,
+        "settings": settings,
+        "budget_minutes": args.minutes,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": options.batch_size,
+        "steps": steps,
+        "steps_per_s_measured": rate,
+        "first_step_seconds": first,
+        "test_images": len(data["test"]),
+        "curve": curve,
+        "final_bpd": curve[-1]["test_bpd"],
+    }
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for run in results["runs"]:
+        points = run["curve"]
+        axes.plot(
+            [p["train_minutes"] for p in points],
+            [p["test_bpd"] for p in points],
+            marker="o",
+            markersize=3,
+            label=f"{run['candidate']} ({run['budget_minutes']:g} min plan)",
+        )
+    axes.set_xlabel("training minutes (2 threads; evaluations excluded)")
+    axes.set_ylabel("test bits/dim (1000 exact CIFAR-10 images)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| candidate | changes from the old recipe | params | batch | steps | planned min "
+        "| train min | CPU min / train min | test bits/dim |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in sorted(results["runs"], key=lambda r: (r["budget_minutes"], r["final_bpd"])):
+        last = run["curve"][-1]
+        changes = ", ".join(f"{k}={v}" for k, v in run["settings"].items() if k != "hp") + "".join(
+            f", {k}={v}" for k, v in run["settings"].get("hp", {}).items()
+        )
+        lines.append(
+            f"| {run['candidate']} | {changes.strip(', ') or '(none)'} | "
+            f"{run['parameters']:,} | {run['batch_size']} | {run['steps']} | "
+            f"{run['budget_minutes']:g} | {last['train_minutes']:.1f} | "
+            f"{last['cpu_minutes'] / max(last['train_minutes'], 1e-9):.2f} | "
+            f"**{run['final_bpd']:.4f}** |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=6.0, help="training time per run")
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
+    parser.add_argument("--evals", type=int, default=4, help="test evaluations per run")
+    parser.add_argument("--data", default=CIFAR_EXACT)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--merge", action="store_true", help="keep the file's other runs")
+    parser.add_argument("--update-docs", default=None, metavar="MARKDOWN")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    results: dict[str, Any] = {"runs": []}
+    if args.merge and out.exists():
+        results = json.loads(out.read_text())
+    train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    data = {
+        "shape": train_set.image_shape,
+        "train": torch.as_tensor(train_set.images),
+        "test": torch.as_tensor(test_set.images),
+    }
+    with torch_threads(args.threads), tempfile.TemporaryDirectory() as scratch:
+        for name in args.candidates:
+            run = run_candidate(name, data, args, Path(scratch))
+            run["environment"] = environment(__file__, argv)
+            key = (name, args.minutes)
+            results["runs"] = [
+                r for r in results["runs"] if (r["candidate"], r["budget_minutes"]) != key
+            ] + [run]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")  # after every run
+            plot(results, out.with_suffix(".png"))
+    table = markdown_table(results)
+    if args.update_docs:
+        when = measured(results["runs"][-1]["environment"])
+        picture = f"![learning curves]({out.with_suffix('.png')})"
+        update_marked_section(
+            args.update_docs,
+            "<!-- recipe:start -->",
+            "<!-- recipe:end -->",
+            f"{table}\n\n{picture}\n\n{when}",
+            "A CPU training recipe, measured",
+        )
+    print(table)
+    return results
+
+
+if __name__ == "__main__":
+    main()
