@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ from pixelcnn.data import load_dataset
 from pixelcnn.train import TrainOptions, train
 from pixelcnn.train.metrics import read_metrics
 from pixelcnn.train.recorder import METRICS_FILE
+from pixelcnn.train.run_dir import ARGS_FILE
 from pixelcnn.train.trainer import Trainer
 
 DEFAULT_OUT = "benchmarks/results/recipe_curves.json"
@@ -59,13 +61,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
+RATES: dict[str, tuple[float, float]] = {}  # measured once per cost of a step
+
+
 def options_of(settings: dict[str, Any], **extra: Any) -> TrainOptions:
     """The network's recipe under a candidate's training settings and ``extra``."""
     given = {key: value for key, value in settings.items() if key != "hp"}
     return TrainOptions.for_network(MODEL, **{**given, **extra})
 
 
-def step_rate(model, levels: torch.Tensor, options: TrainOptions, steps: int = 12):
+def step_rate(model, levels: torch.Tensor, options: TrainOptions, steps: int = 30):
     """(steps per second after warm-up, seconds of the first step) of ``options``' training
     step on a copy of ``model``: the first step of a compiled run compiles."""
     trainer = Trainer(copy.deepcopy(model), options)
@@ -77,21 +82,46 @@ def step_rate(model, levels: torch.Tensor, options: TrainOptions, steps: int = 1
     begin = time.perf_counter()
     run(0)
     first = time.perf_counter() - begin
-    for i in range(1, 3):
+    for i in range(1, 5):
         run(i)
     begin = time.perf_counter()
-    for i in range(3, 3 + steps):
+    for i in range(5, 5 + steps):
         run(i)
     return steps / (time.perf_counter() - begin), first
+
+
+def curve_point(record: dict[str, Any]) -> dict[str, Any]:
+    """A point of a learning curve from an evaluation's metrics record."""
+    return {
+        "step": record["step"],
+        "train_minutes": record["train_seconds"] / 60,
+        "cpu_minutes": record["cpu_seconds"] / 60,
+        "test_bpd": record["test_bpd"],
+    }
 
 
 def run_candidate(name: str, data: dict, args: argparse.Namespace, scratch: Path) -> dict:
     settings = CANDIDATES[name]
     torch.manual_seed(args.seed)
-    model = pixelcnn.create(MODEL, data["shape"], levels=256, **settings.get("hp", {}))
+    model = pixelcnn.create(
+        MODEL, data["shape"], levels=256, preset=args.preset, **settings.get("hp", {})
+    )
     probe_options = options_of(settings, steps=10_000, progress=False, tensorboard=False)
-    probe = model.images_to_levels(data["train"][: 8 * probe_options.batch_size])
-    rate, first = step_rate(model, probe, probe_options)
+    # Candidates whose steps cost the same (they change the rate, warm-up, average...) get
+    # the same measured rate, so the same steps: the probe's noise does not pick a winner.
+    cost = json.dumps(
+        [
+            probe_options.batch_size,
+            probe_options.precision,
+            probe_options.compile,
+            settings.get("hp", {}),
+        ],
+        sort_keys=True,
+    )
+    if cost not in RATES:
+        probe = model.images_to_levels(data["train"][: 8 * probe_options.batch_size])
+        RATES[cost] = step_rate(model, probe, probe_options, args.probe_steps)
+    rate, first = RATES[cost]
     steps = max(1, int((args.minutes * 60 - first) * rate))
     options = options_of(
         settings,
@@ -107,16 +137,7 @@ def run_candidate(name: str, data: dict, args: argparse.Namespace, scratch: Path
     print(f"{name}: {rate:.2f} steps/s (first step {first:.1f} s) -> {steps} steps", flush=True)
     where = scratch / name
     train(model, data["train"], data["test"], options, where, log=lambda _: None)
-    curve = [
-        {
-            "step": r["step"],
-            "train_minutes": r["train_seconds"] / 60,
-            "cpu_minutes": r["cpu_seconds"] / 60,
-            "test_bpd": r["test_bpd"],
-        }
-        for r in read_metrics(where / METRICS_FILE)
-        if "test_bpd" in r
-    ]
+    curve = [curve_point(r) for r in read_metrics(where / METRICS_FILE) if "test_bpd" in r]
     print(
         f"{name}: " + ", ".join(f"{p['train_minutes']:.1f} min {p['test_bpd']:.4f}" for p in curve)
     )
@@ -130,6 +151,40 @@ def run_candidate(name: str, data: dict, args: argparse.Namespace, scratch: Path
         "steps_per_s_measured": rate,
         "first_step_seconds": first,
         "test_images": len(data["test"]),
+        "curve": curve,
+        "final_bpd": curve[-1]["test_bpd"],
+    }
+
+
+def run_from_directory(name: str, run_dir: Path, command: str) -> dict:
+    """The curve of a finished ``pixelcnn train`` run (``command``, with --eval-images 0):
+    its metrics.jsonl's evaluations against its own train_seconds."""
+    stored = json.loads((run_dir / ARGS_FILE).read_text())
+    words = shlex.split(command)
+    precision = stored.get("precision") or (
+        words[words.index("--precision") + 1] if "--precision" in words else "fp32"
+    )
+    settings = {
+        "learning_rate": stored["lr"],
+        "warmup_steps": stored.get("warmup", 0),
+        "batch_size": stored["batch_size"],
+        "ema_decay": stored["ema"],
+        "precision": precision,
+        "hp": dict(item.split("=", 1) for item in stored["hp"]),
+    }
+    evaluations = [r for r in read_metrics(run_dir / METRICS_FILE) if "test_bpd" in r]
+    whole = max(r["test_images"] for r in evaluations)  # --eval-images 0: every one
+    curve = [curve_point(r) for r in evaluations if r["test_images"] == whole]
+    model = pixelcnn.load(run_dir)
+    return {
+        "candidate": name,
+        "settings": settings,
+        "command": command,
+        "budget_minutes": round(curve[-1]["train_minutes"]),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": stored["batch_size"],
+        "steps": stored["steps"],
+        "test_images": whole,
         "curve": curve,
         "final_bpd": curve[-1]["test_bpd"],
     }
@@ -181,16 +236,35 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def save(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, out.with_suffix(".png"))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=6.0, help="training time per run")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
     parser.add_argument("--evals", type=int, default=4, help="test evaluations per run")
     parser.add_argument("--data", default=CIFAR_EXACT)
+    # smoke tests: small images, a tiny network, a short probe
+    parser.add_argument("--size", type=int, default=None, help="resize the images to SIZE")
+    parser.add_argument("--preset", default=None, help="the network's preset")
+    parser.add_argument("--probe-steps", type=int, default=30, help="timed steps per probe")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--merge", action="store_true", help="keep the file's other runs")
+    parser.add_argument(
+        "--add-run",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "RUN", "COMMAND"),
+        help="add the curve of a finished pixelcnn train run (evaluated on all 1000 test "
+        "images) made by COMMAND, instead of training",
+    )
     parser.add_argument("--update-docs", default=None, metavar="MARKDOWN")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
@@ -198,23 +272,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"runs": []}
     if args.merge and out.exists():
         results = json.loads(out.read_text())
-    train_set, test_set = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    train_set = load_dataset(args.data, "train", size=args.size)
+    test_set = load_dataset(args.data, "test", size=args.size)
     data = {
         "shape": train_set.image_shape,
         "train": torch.as_tensor(train_set.images),
         "test": torch.as_tensor(test_set.images),
     }
+    for name, run_dir, command in args.add_run:
+        run = run_from_directory(name, Path(run_dir), command)
+        run["environment"] = environment(__file__, argv)
+        results["runs"] = [r for r in results["runs"] if r["candidate"] != name] + [run]
+    candidates = [] if args.add_run else args.candidates
     with torch_threads(args.threads), tempfile.TemporaryDirectory() as scratch:
-        for name in args.candidates:
+        for name in candidates:
             run = run_candidate(name, data, args, Path(scratch))
             run["environment"] = environment(__file__, argv)
             key = (name, args.minutes)
             results["runs"] = [
                 r for r in results["runs"] if (r["candidate"], r["budget_minutes"]) != key
             ] + [run]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=2) + "\n")  # after every run
-            plot(results, out.with_suffix(".png"))
+            save(results, out)  # after every run
+    save(results, out)
     table = markdown_table(results)
     if args.update_docs:
         when = measured(results["runs"][-1]["environment"])

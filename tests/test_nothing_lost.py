@@ -323,3 +323,19 @@ def test_a_resume_with_a_differing_option_changes_nothing(tmp_path, capsys):
     assert main(["train", "--out", str(run), "--resume", "--batch-size", "4", "--quiet"]) == 2
     assert "--batch-size 4" in capsys.readouterr().err
     assert tree(run) == before
+
+
+def test_a_resumed_run_keeps_its_precision_warmup_and_recipe_values(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--preset", "tiny", "--size", "8", "--levels", "4"]
+    argv += ["--steps", "3", "--warmup", "2", "--precision", "bf16", "--quiet", "--samples", "0"]
+    assert main(argv) == 0
+    stored = json.loads((run / "train_args.json").read_text())
+    # what the recipe decided is written down, not left as "the default"
+    assert (stored["precision"], stored["warmup"], stored["lr"]) == ("bf16", 2, 0.001)
+    assert stored["batch_size"] == 32
+    resume = ["train", "--out", str(run), "--resume", "--steps", "5", "--quiet"]
+    assert main([*resume, "--samples", "0"]) == 0
+    stored = json.loads((run / "train_args.json").read_text())
+    assert (stored["precision"], stored["warmup"], stored["steps"]) == ("bf16", 2, 5)
+    assert main([*resume, "--steps", "6", "--precision", "fp32"]) == 2  # it keeps its own

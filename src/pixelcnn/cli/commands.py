@@ -80,6 +80,7 @@ RUN_ARGUMENTS = (
     "lr",
     "warmup",
     "lr_schedule",
+    "precision",
     "grad_clip",
     "perturb",
     "weight_decay",
@@ -190,7 +191,6 @@ def run_train(args: argparse.Namespace) -> None:
 def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     run_dir = Path(args.out)
     say = print if world.is_main else silent
-    check_precision(args.precision, world.device())
     if world.is_main and run_dir.is_dir():
         lock.acquire(run_dir)  # a second training of this directory stops here
     if args.resume:
@@ -200,6 +200,7 @@ def _train_in(world: World, args: argparse.Namespace, lock: RunLock) -> None:
     else:
         check_new_run(run_dir, force=args.force)
         check_writable(run_dir / ARGS_FILE)  # before any data is loaded
+    check_precision(args.precision, world.device())  # a resumed run's own, when it has one
     data = _training_data(args)
     if args.resume:  # the same path may hold other data now
         check_same_data(
