@@ -41,3 +41,11 @@ def test_readme_example_runs(block, line, tmp_path, monkeypatch):
         NETWORKS.update(networks)
         LIKELIHOODS.clear()
         LIKELIHOODS.update(likelihoods)
+
+
+def test_the_main_job_is_what_the_demo_benchmark_measures():
+    from helpers import load_benchmark
+
+    demo = load_benchmark("demo_quality")
+    command = " ".join(["pixelcnn train", *demo.MAIN_JOB, "--out runs/demo --force"])
+    assert f"pip install . && {command}\n" in TEXT
