@@ -195,8 +195,10 @@ def test_version_is_the_installed_package_version(capsys):
 
 
 HELP_DEFAULTS = {
-    "train": ["--batch-size BATCH_SIZE images per step (default: 32)", "--seed SEED",
-              "(default: 0)", "--lr LR Adam learning rate (default: 0.001)",
+    "train": ["--batch-size BATCH_SIZE images per step (default: 16 for pixelcnnpp, 32 for "
+              "the others)", "--seed SEED", "(default: 0)",
+              "--lr LR Adam learning rate (default: 0.002 for pixelcnnpp, 0.001 for the others)",
+              "first STEPS (default: 100 for pixelcnnpp, 0 for the others)",
               "--checkpoint-every CHECKPOINT_EVERY steps between checkpoints (default: 500)"],
     "sample": ["--n N number of images (default: 16)", "(default: 1.0)", "RUN/sampled.png"],
     "complete": ["--n N number of completions (default: 8)", "(default: cached)"],

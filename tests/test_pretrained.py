@@ -87,7 +87,10 @@ def test_card_records_the_run(tiny_zoo, tiny_run):
     loaded = pretrained.card("pretrained:tiny")
     assert asdict(loaded) == card
     assert card["steps"] == 4 and card["data"] == "mnist5k" and card["test_images"] == 500
-    assert card["train_minutes"] > 0 and card["cpu_minutes"] > 0
+    last = json.loads((tiny_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and last["train_seconds"] > 0 and last["cpu_seconds"] > 0
+    assert card["train_minutes"] == round(last["train_seconds"] / 60, 2)
+    assert card["cpu_minutes"] == round(last["cpu_seconds"] / 60, 2)
     run_model, shipped = pixelcnn.load(tiny_run), pixelcnn.load("pretrained:tiny")
     images = torch.from_numpy(np.load(folder / pretrained.CHECK_FILE)["images"])
     assert torch.equal(run_model.log_prob(images), shipped.log_prob(images))
