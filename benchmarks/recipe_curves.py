@@ -279,18 +279,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"runs": []}
     if args.merge and out.exists():
         results = json.loads(out.read_text())
-    train_set = load_dataset(args.data, "train", size=args.size)
-    test_set = load_dataset(args.data, "test", size=args.size)
-    data = {
-        "shape": train_set.image_shape,
-        "train": torch.as_tensor(train_set.images),
-        "test": torch.as_tensor(test_set.images),
-    }
     for name, run_dir, command in args.add_run:
         run = run_from_directory(name, Path(run_dir), command)
         run["environment"] = environment(__file__, argv)
         results["runs"] = [r for r in results["runs"] if r["candidate"] != name] + [run]
     candidates = [] if args.add_run else args.candidates
+    data = {}
+    if candidates:  # an added run needs no data
+        train_set = load_dataset(args.data, "train", size=args.size)
+        test_set = load_dataset(args.data, "test", size=args.size)
+        data = {
+            "shape": train_set.image_shape,
+            "train": torch.as_tensor(train_set.images),
+            "test": torch.as_tensor(test_set.images),
+        }
     with torch_threads(args.threads), tempfile.TemporaryDirectory() as scratch:
         for name in candidates:
             run = run_candidate(name, data, args, Path(scratch))
