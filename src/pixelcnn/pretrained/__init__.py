@@ -98,20 +98,17 @@ def cards() -> list[Card]:
 
 def weights_digest(directory: Path) -> str:
     """SHA-256 of a saved model's weights file, hex."""
+    from pixelcnn.data.download import file_digest
     from pixelcnn.model import WEIGHTS_FILE
 
-    digest = hashlib.sha256()
-    with open(directory / WEIGHTS_FILE, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(directory / WEIGHTS_FILE, hashlib.sha256())
 
 
 def check_weights(reference: str) -> Path:
     """The folder of a shipped model whose weights are those its card was measured with."""
-    directory = model_dir(reference)
-    expected = card(reference).sha256
-    if weights_digest(directory) != expected:
+    expected = card(reference)
+    directory = ZOO / expected.name
+    if weights_digest(directory) != expected.sha256:
         raise ValueError(
             f"{directory} does not hold the weights its card describes (SHA-256 differs): "
             "reinstall pixelcnn"
